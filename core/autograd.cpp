@@ -1,0 +1,162 @@
+#include "core/autograd.h"
+
+#include <unordered_map>
+#include <unordered_set>
+
+#include "core/ops/elementwise.h"
+#include "core/profiler.h"
+
+namespace qilin {
+namespace {
+
+thread_local bool t_grad_enabled = true;
+
+// dst += src without recording a graph; out of place, because gradients may alias each
+// other (add's backward hands the same tensor to both inputs).
+void accumulate(Tensor& dst, Tensor src) {
+  if (!dst.defined()) {
+    dst = std::move(src);
+  } else {
+    dst = add(dst, src);
+  }
+}
+
+Tensor make_leaf_grad(Tensor g) {
+  // A leaf's .grad may later be changed in place (clipping, optimizers): never let it share
+  // storage with another gradient.
+  if (g.impl()->storage.use_count() > 1 || g.impl()->offset != 0) return g.detach().clone();
+  return g.detach();
+}
+
+}  // namespace
+
+bool GradMode::enabled() { return t_grad_enabled; }
+void GradMode::set_enabled(bool on) { t_grad_enabled = on; }
+
+void GradSlots::add(size_t i, const Tensor& g) {
+  QILIN_CHECK(i < grads_.size(), "backward wrote gradient slot ", i, " of ", grads_.size());
+  if (!needed_[i]) return;
+  accumulate(grads_[i], g);
+}
+
+bool any_requires_grad(std::initializer_list<Tensor> inputs) {
+  if (!GradMode::enabled()) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+template <typename Container>
+static Tensor record_impl(Tensor out, const char* op, const Container& inputs, BackwardFn fn) {
+  if (!GradMode::enabled()) return out;
+  bool any = false;
+  for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
+  if (!any) return out;
+  auto node = std::make_shared<Node>();
+  node->op = op;
+  node->backward = std::move(fn);
+  node->out_shape = out.shape();
+  node->edges.reserve(inputs.size());
+  for (const Tensor& t : inputs) {
+    Edge e;
+    if (t.defined() && t.requires_grad()) {
+      if (t.grad_fn()) {
+        e.node = t.grad_fn();
+      } else {
+        e.leaf = t.impl_ptr();
+      }
+      e.shape = t.shape();
+    }
+    node->edges.push_back(std::move(e));
+  }
+  out.impl()->grad_fn = std::move(node);
+  out.impl()->requires_grad = true;
+  return out;
+}
+
+Tensor record_op(Tensor out, const char* op, std::initializer_list<Tensor> inputs,
+                 BackwardFn backward) {
+  return record_impl(std::move(out), op, inputs, std::move(backward));
+}
+
+Tensor record_op(Tensor out, const char* op, const std::vector<Tensor>& inputs,
+                 BackwardFn backward) {
+  return record_impl(std::move(out), op, inputs, std::move(backward));
+}
+
+void run_backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) {
+  QILIN_CHECK(root.requires_grad(),
+              "backward: the tensor does not require grad (no input of its graph has "
+              "requires_grad set, or it was computed under NoGradGuard)");
+  Tensor seed = grad_output;
+  if (!seed.defined()) {
+    QILIN_CHECK(root.numel() == 1, "backward: implicit gradient only for a scalar, got ",
+                shape_str(root.shape()), "; pass grad_output");
+    seed = Tensor::ones(root.shape(), DType::kFloat32, root.device());
+  }
+  QILIN_CHECK(seed.shape() == root.shape(), "backward: grad_output ", shape_str(seed.shape()),
+              " for tensor ", shape_str(root.shape()));
+  NoGradGuard no_grad;
+
+  if (!root.grad_fn()) {  // backward on a leaf: its gradient is the seed
+    Tensor g = root.grad();
+    accumulate(g, make_leaf_grad(seed));
+    root.impl()->grad = g.impl_ptr();
+    return;
+  }
+
+  // Topological order by iterative DFS (post-order), then reversed.
+  std::vector<Node*> order;
+  std::unordered_set<Node*> visited;
+  std::vector<std::pair<Node*, size_t>> stack{{root.grad_fn().get(), 0}};
+  visited.insert(root.grad_fn().get());
+  while (!stack.empty()) {
+    auto& [node, next] = stack.back();
+    if (next < node->edges.size()) {
+      Node* child = node->edges[next++].node.get();
+      if (child && visited.insert(child).second) stack.push_back({child, 0});
+    } else {
+      order.push_back(node);
+      stack.pop_back();
+    }
+  }
+
+  std::unordered_map<Node*, Tensor> pending;
+  pending[root.grad_fn().get()] = seed;
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    Node* node = *it;
+    auto found = pending.find(node);
+    if (found == pending.end()) continue;  // no gradient reached it
+    Tensor gy = std::move(found->second);
+    pending.erase(found);
+    QILIN_CHECK(node->backward != nullptr, "backward through ", node->op,
+                " a second time: its saved tensors were freed (use retain_graph)");
+    std::vector<bool> needed(node->edges.size());
+    for (size_t i = 0; i < needed.size(); ++i) needed[i] = node->edges[i].needed();
+    GradSlots slots(std::move(needed));
+    {
+      ProfileScope scope(node->op, /*backward=*/true);
+      node->backward(gy, slots);
+    }
+    gy = Tensor();
+    for (size_t i = 0; i < node->edges.size(); ++i) {
+      Edge& e = node->edges[i];
+      Tensor& g = slots.grads()[i];
+      if (!e.needed() || !g.defined()) continue;
+      QILIN_CHECK(g.shape() == e.shape, node->op, " backward: gradient ", shape_str(g.shape()),
+                  " for input ", i, " of shape ", shape_str(e.shape));
+      if (e.node) {
+        accumulate(pending[e.node.get()], std::move(g));
+      } else {
+        Tensor leaf_grad(e.leaf->grad);
+        accumulate(leaf_grad, make_leaf_grad(std::move(g)));
+        e.leaf->grad = leaf_grad.impl_ptr();
+      }
+    }
+    if (!retain_graph) {
+      node->backward = nullptr;
+    }
+  }
+}
+
+}  // namespace qilin
