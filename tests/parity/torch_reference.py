@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""PyTorch side of the parity test (tests/test_parity.cpp).
+
+For each model it builds the PyTorch module from stock torch.nn layers written the way
+timm (ViT) and torchvision (ResNet) write them — or, for resnet18, torchvision's own
+model — then saves to one safetensors file:
+  param.<name>        the initial state dict (qilin loads it),
+  input, target       one batch of images and labels,
+  logits, loss        forward in train mode, cross-entropy (mean),
+  grad.<name>         every parameter's gradient,
+  after.<name>        buffers after the forward (BatchNorm running stats),
+  sgd.<name>          parameters after one SGD step (lr 0.1, momentum 0.9, nesterov, wd 5e-4),
+  adamw.<name>        parameters after one AdamW step (lr 1e-3, betas (0.9, 0.999), wd 0.05),
+all from the same initial weights and gradients.
+
+Usage: torch_reference.py OUT_DIR [MODEL ...]   (models: vit resnet20 resnet18)
+Writes safetensors with plain json/struct (the safetensors module is not a dependency).
+"""
+import json
+import math
+import os
+import struct
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.set_num_threads(2)
+
+
+# ---- safetensors writer (format: u64 LE header length, JSON header, raw LE data) ----
+def save_safetensors(path, tensors):
+    dtypes = {torch.float32: "F32", torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8"}
+    header, blobs, offset = {}, [], 0
+    for name, t in tensors.items():
+        t = t.detach().contiguous().cpu()
+        data = t.numpy().tobytes()
+        header[name] = {"dtype": dtypes[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * ((8 - len(raw) % 8) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for b in blobs:
+            f.write(b)
+    os.replace(tmp, path)
+
+
+# ---- timm-style VisionTransformer, stock torch.nn only ----
+class Attention(nn.Module):
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.attn_drop = nn.Dropout(0.0)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(0.0)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        q = q * self.scale
+        attn = q @ k.transpose(-2, -1)
+        attn = attn.softmax(dim=-1)
+        attn = self.attn_drop(attn)
+        x = (attn @ v).transpose(1, 2).reshape(B, N, C)
+        return self.proj_drop(self.proj(x))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, dim, num_heads, mlp_ratio):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, in_chans, dim, patch):
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch, stride=patch)
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class VisionTransformer(nn.Module):
+    def __init__(self, img_size=28, patch_size=4, in_chans=1, num_classes=10, embed_dim=64,
+                 depth=4, num_heads=4, mlp_ratio=4.0):
+        super().__init__()
+        n_patches = (img_size // patch_size) ** 2
+        self.patch_embed = PatchEmbed(in_chans, embed_dim, patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, n_patches + 1, embed_dim) * 0.02)
+        self.blocks = nn.Sequential(*[Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth)])
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.head = nn.Linear(embed_dim, num_classes)
+        nn.init.normal_(self.cls_token, std=1e-2)
+
+    def forward(self, x):
+        x = self.patch_embed(x)
+        x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+        x = x + self.pos_embed
+        x = self.norm(self.blocks(x))
+        return self.head(x[:, 0])
+
+
+# ---- CIFAR-style ResNet-20 with torchvision's BasicBlock and names ----
+class BasicBlock(nn.Module):
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        return self.relu(out + identity)
+
+
+class ResNet20(nn.Module):
+    def __init__(self, in_chans=1, num_classes=10, widths=(16, 32, 64), blocks=3):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, widths[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        inplanes = widths[0]
+        for i, w in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            layers = []
+            for b in range(blocks):
+                down = None
+                if b == 0 and (stride != 1 or inplanes != w):
+                    down = nn.Sequential(nn.Conv2d(inplanes, w, 1, stride, bias=False), nn.BatchNorm2d(w))
+                layers.append(BasicBlock(inplanes, w, stride if b == 0 else 1, down))
+                inplanes = w
+            setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(inplanes, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def build(name):
+    """Model and input shape (B, C, H, W)."""
+    if name == "vit":
+        return VisionTransformer(), (8, 1, 28, 28), 10
+    if name == "resnet20":
+        return ResNet20(), (8, 1, 28, 28), 10
+    if name == "resnet18":
+        import torchvision
+        return torchvision.models.resnet18(), (8, 3, 64, 64), 1000
+    raise SystemExit(f"unknown model {name!r}: expected vit, resnet20 or resnet18")
+
+
+def run(name, out_dir):
+    torch.manual_seed(0)
+    model, shape, classes = build(name)
+    model.train()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(*shape, generator=gen)
+    y = torch.randint(0, classes, (shape[0],), generator=gen)
+    out = {f"param.{k}": v.clone() for k, v in model.state_dict().items()}
+    out["input"], out["target"] = x, y
+
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
+    out["logits"], out["loss"] = logits.detach(), loss.detach().reshape(1)
+    for k, p in model.named_parameters():
+        out[f"grad.{k}"] = p.grad.clone()
+    for k, b in model.named_buffers():
+        out[f"after.{k}"] = b.clone()
+
+    params = dict(model.named_parameters())
+    start = {k: p.detach().clone() for k, p in params.items()}
+    for opt_name, make in (("sgd", lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True,
+                                                                weight_decay=5e-4)),
+                           ("adamw", lambda ps: torch.optim.AdamW(ps, lr=1e-3, betas=(0.9, 0.999),
+                                                                  eps=1e-8, weight_decay=0.05))):
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(start[k])
+        opt = make(list(params.values()))
+        opt.step()
+        for k, p in params.items():
+            out[f"{opt_name}.{k}"] = p.detach().clone()
+    save_safetensors(os.path.join(out_dir, f"{name}.safetensors"), out)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        raise SystemExit(__doc__)
+    for model_name in sys.argv[2:] or ["vit", "resnet20", "resnet18"]:
+        run(model_name, sys.argv[1])
