@@ -8,7 +8,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
-  libopenblas-openmp-dev libhwy-dev zlib1g-dev
+  libopenblas-openmp-dev libhwy-dev zlib1g-dev libdnnl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libfmt-dev libcli11-dev libyaml-cpp-dev
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
