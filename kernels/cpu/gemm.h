@@ -13,9 +13,8 @@ namespace qilin::kernels::cpu {
 // or, with trans_a, [k, m] (lda >= m); likewise op(B) is [k, n] from B [k, n] or, with
 // trans_b, [n, k]. beta == 0 writes C (its old contents, even NaN, are ignored); otherwise
 // C is accumulated. (writes / +=)
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-          int64_t ldc);
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 // `batch` independent gemms; matrix i of A starts at a + i * stride_a (likewise B, C). A
 // stride of 0 shares one matrix across the batch (not allowed for C). (writes / +=)
