@@ -78,24 +78,19 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
       y, "conv2d", {x, weight, bias},
       [x_saved, w_saved, g, xs = x.shape(), ws = weight.shape()](const Tensor& gy,
                                                                  GradSlots& grads) {
-        const float* dy = gy.data<float>();
-        if (grads.needs(0)) {
-          Tensor dx = Tensor::empty(xs, DType::kFloat32, gy.device());
-          QILIN_DISPATCH(gy.device(), conv2d_backward_input, dx.data<float>(), dy,
-                         w_saved.data<float>(), g);
-          grads.add(0, dx);
-        }
-        if (grads.needs(1) || grads.needs(2)) {  // one pass over dy for both
-          Tensor dw = grads.needs(1) ? Tensor::empty(ws, DType::kFloat32, gy.device()) : Tensor();
-          Tensor db = grads.needs(2) ? Tensor::empty({g.out_c}, DType::kFloat32, gy.device())
-                                     : Tensor();
-          QILIN_DISPATCH(gy.device(), conv2d_backward_weight,
-                         dw.defined() ? dw.data<float>() : nullptr,
-                         db.defined() ? db.data<float>() : nullptr, dy,
-                         dw.defined() ? x_saved.data<float>() : nullptr, g);
-          if (dw.defined()) grads.add(1, dw);
-          if (db.defined()) grads.add(2, db);
-        }
+        // All needed gradients in one kernel call, which may share work between them.
+        const Device device = gy.device();
+        Tensor dx = grads.needs(0) ? Tensor::empty(xs, DType::kFloat32, device) : Tensor();
+        Tensor dw = grads.needs(1) ? Tensor::empty(ws, DType::kFloat32, device) : Tensor();
+        Tensor db = grads.needs(2) ? Tensor::empty({g.out_c}, DType::kFloat32, device) : Tensor();
+        auto ptr = [](Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
+        auto cptr = [](const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
+        QILIN_DISPATCH(device, conv2d_backward, ptr(dx), ptr(dw), ptr(db), gy.data<float>(),
+                       dw.defined() ? cptr(x_saved) : nullptr,
+                       dx.defined() ? cptr(w_saved) : nullptr, g);
+        if (dx.defined()) grads.add(0, dx);
+        if (dw.defined()) grads.add(1, dw);
+        if (db.defined()) grads.add(2, db);
       });
 }
 

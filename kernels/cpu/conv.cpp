@@ -1,4 +1,6 @@
-// Convolution kernels: im2col + GEMM on chunks of images, and a direct kernel for depthwise.
+// Convolution kernels: im2col + GEMM on chunks of images, and a direct kernel for depthwise
+// (ConvImpl::kIm2col); and, at the bottom, conv.h's entry points, which pick this or the
+// oneDNN implementation (conv_onednn.cpp).
 //
 // Images are processed in chunks of `chunk_images(g)` images: enough that a chunk's GEMM has
 // at least kChunkColumns output columns (a 7x7 output alone gives a 49-wide GEMM, too
@@ -35,9 +37,13 @@
 // clang-format on
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "hwy/highway.h"
 #include "kernels/cpu/conv.h"
 #include "kernels/cpu/parallel.h"
@@ -490,10 +496,8 @@ void depthwise_backward_weight(float* dw, float* dbias, const float* dy, const f
   });
 }
 
-}  // namespace
-
-void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
-                    const Conv2dGeometry& g) {
+void im2col_conv2d_forward(float* y, const float* x, const float* w, const float* bias,
+                           const Conv2dGeometry& g) {
   const Dims d = dims_of(g);
   if (g.batch == 0 || d.out_plane == 0 || g.out_c == 0) return;
   if (is_depthwise(g)) return depthwise_forward(y, x, w, bias, g, d);
@@ -537,7 +541,8 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
   });
 }
 
-void conv2d_backward_input(float* dx, const float* dy, const float* w, const Conv2dGeometry& g) {
+void im2col_conv2d_backward_input(float* dx, const float* dy, const float* w,
+                                  const Conv2dGeometry& g) {
   const Dims d = dims_of(g);
   if (g.batch == 0 || d.in_plane == 0 || g.in_c == 0) return;
   if (is_depthwise(g)) return depthwise_backward_input(dx, dy, w, g, d);
@@ -575,8 +580,8 @@ void conv2d_backward_input(float* dx, const float* dy, const float* w, const Con
   });
 }
 
-void conv2d_backward_weight(float* dw, float* dbias, const float* dy, const float* x,
-                            const Conv2dGeometry& g) {
+void im2col_conv2d_backward_weight(float* dw, float* dbias, const float* dy, const float* x,
+                                   const Conv2dGeometry& g) {
   const Dims d = dims_of(g);
   const int64_t w_size = g.out_c * d.kg;
   const int64_t P = d.out_plane;
@@ -639,6 +644,59 @@ void conv2d_backward_weight(float* dw, float* dbias, const float* dy, const floa
   };
   if (dw != nullptr) reduce(dw, partial_w, w_size);
   if (dbias != nullptr) reduce(dbias, partial_b, g.out_c);
+}
+
+ConvImpl impl_from_environment() {
+  const char* value = std::getenv("QILIN_CONV_IMPL");
+  if (value == nullptr || *value == '\0') return ConvImpl::kOneDnn;
+  const std::string name(value);
+  if (name == "onednn") return ConvImpl::kOneDnn;
+  if (name == "im2col") return ConvImpl::kIm2col;
+  QILIN_FAIL("QILIN_CONV_IMPL=", name, ": expected one of im2col, onednn");
+}
+
+std::atomic<ConvImpl>& default_impl() {
+  static std::atomic<ConvImpl> impl{impl_from_environment()};
+  return impl;
+}
+
+// oneDNN for non-degenerate shapes when selected; a zero-sized dimension (which oneDNN's
+// primitives reject or treat unevenly) goes to im2col, which handles every such case.
+bool use_onednn(const Conv2dGeometry& g) {
+  const ConvImpl impl = g.impl == ConvImpl::kDefault ? default_conv_impl() : g.impl;
+  return impl == ConvImpl::kOneDnn && g.batch > 0 && g.in_c > 0 && g.out_c > 0 &&
+         g.in_h * g.in_w > 0 && g.out_h * g.out_w > 0;
+}
+
+}  // namespace
+
+ConvImpl default_conv_impl() { return default_impl().load(std::memory_order_relaxed); }
+
+void set_default_conv_impl(ConvImpl impl) {
+  QILIN_CHECK(impl != ConvImpl::kDefault, "set_default_conv_impl: pass kIm2col or kOneDnn");
+  default_impl().store(impl, std::memory_order_relaxed);
+}
+
+void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
+                    const Conv2dGeometry& g) {
+  if (use_onednn(g)) return onednn_conv2d_forward(y, x, w, bias, g);
+  im2col_conv2d_forward(y, x, w, bias, g);
+}
+
+void conv2d_backward(float* dx, float* dw, float* dbias, const float* dy, const float* x,
+                     const float* w, const Conv2dGeometry& g) {
+  if (use_onednn(g)) return onednn_conv2d_backward(dx, dw, dbias, dy, x, w, g);
+  if (dx != nullptr) im2col_conv2d_backward_input(dx, dy, w, g);
+  if (dw != nullptr || dbias != nullptr) im2col_conv2d_backward_weight(dw, dbias, dy, x, g);
+}
+
+void conv2d_backward_input(float* dx, const float* dy, const float* w, const Conv2dGeometry& g) {
+  conv2d_backward(dx, nullptr, nullptr, dy, nullptr, w, g);
+}
+
+void conv2d_backward_weight(float* dw, float* dbias, const float* dy, const float* x,
+                            const Conv2dGeometry& g) {
+  conv2d_backward(nullptr, dw, dbias, dy, x, nullptr, g);
 }
 
 }  // namespace qilin::kernels::cpu

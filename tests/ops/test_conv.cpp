@@ -1,14 +1,18 @@
 // conv2d against a double-precision loop over the definition (forward, and the input,
 // weight and bias gradients of L = sum(y * gy)), finite-difference gradients, determinism of
-// the weight gradient across thread counts, and shape errors.
+// the weight gradient, and shape errors. Every numeric test runs once per implementation
+// (kernels/cpu/conv.h: im2col + Highway GEMM, and oneDNN), switched through the process
+// default the op front-end uses.
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <functional>
 #include <string>
 
 #include "core/ops/conv.h"
 #include "hwy/targets.h"
+#include "kernels/cpu/conv.h"
 #include "tests/testing.h"
 
 namespace qilin {
@@ -45,7 +49,27 @@ const Case kCases[] = {
     {3, 2, 4, 4, 2, 3, 3, params(3, 3, 2, 2), true, "stride 3 pad 2"},
     {13, 6, 7, 7, 4, 3, 3, params(1, 1, 1, 1), false, "batch in chunks, last partial"},
     {3, 1, 28, 28, 4, 3, 3, params(1, 1, 1, 1), false, "one input channel, 28x28"},
+    // Channel counts of 16 and more: oneDNN's blocked (16-channel) kernels, full blocks and
+    // tails; ResNet-20's shapes at a small batch.
+    {3, 1, 28, 28, 16, 3, 3, params(1, 1, 1, 1), false, "resnet stem 1->16"},
+    {2, 16, 14, 14, 32, 3, 3, params(2, 2, 1, 1), false, "resnet 16->32 stride 2"},
+    {2, 16, 14, 14, 32, 1, 1, params(2, 2, 0, 0), false, "resnet downsample 1x1 16->32"},
+    {3, 32, 7, 7, 32, 3, 3, params(1, 1, 1, 1), true, "32->32 7x7"},
+    {2, 20, 9, 9, 24, 3, 3, params(1, 1, 1, 1), true, "20->24, channel tails"},
+    {2, 32, 8, 8, 32, 3, 3, params(1, 1, 1, 1, 32), true, "depthwise 32"},
+    {2, 32, 6, 6, 48, 3, 3, params(1, 1, 1, 1, 16), true, "groups 16, 2->3 per group"},
 };
+
+// Forward: a sum of cg*kh*kw products of values in [-1, 1], accumulated in float32 in
+// some order; each addition errs by at most half an ulp of a partial sum (|.| <= terms), so
+// 2e-7 * terms bounds the rounding (1e-5 at least). Gradients: dx has og*kh*kw terms per
+// element, dw and db up to n*oh*ow; same bound.
+double forward_atol(const Case& k) {
+  return std::max(1e-5, 2e-7 * static_cast<double>(k.c / k.p.groups * k.kh * k.kw));
+}
+double grad_atol(int64_t terms) {
+  return std::max(1e-4, 2e-7 * static_cast<double>(terms));
+}
 
 struct Reference {
   std::vector<double> y, dx, dw, db;
@@ -102,35 +126,71 @@ Inputs make_inputs(const Case& k, uint32_t seed) {
   return in;
 }
 
-// Runs `body` once per SIMD target this CPU has (AVX-512, AVX2), dispatch restricted to it:
-// the GEMM micro-kernels have a different register tile per target.
-void for_each_simd_target(const std::function<void(const std::string&)>& body) {
+using kernels::cpu::ConvImpl;
+
+std::string impl_name(ConvImpl impl) { return impl == ConvImpl::kOneDnn ? "onednn" : "im2col"; }
+
+// Runs `body` once per SIMD target this CPU has (AVX-512, AVX2), dispatch restricted to it,
+// for im2col (its GEMM micro-kernels have a different register tile per target); once for
+// oneDNN (which picks its own ISA, and only once per process).
+void for_each_simd_target(ConvImpl impl, const std::function<void(const std::string&)>& body) {
+  if (impl == ConvImpl::kOneDnn) return body("onednn");
   hwy::SetSupportedTargetsForTest(0);  // the real CPU
   const int64_t supported = hwy::SupportedTargets();
   for (int64_t t : {HWY_AVX3, HWY_AVX2}) {
     if (!(supported & t)) continue;
     hwy::SetSupportedTargetsForTest(t);
-    body(hwy::TargetName(t));
+    body(std::string("im2col ") + hwy::TargetName(t));
   }
   hwy::SetSupportedTargetsForTest(0);
 }
 
+// Each test runs with the process default set to its implementation, restored after.
+class Conv2d : public ::testing::TestWithParam<ConvImpl> {
+ protected:
+  void SetUp() override {
+    saved_ = kernels::cpu::default_conv_impl();
+    kernels::cpu::set_default_conv_impl(GetParam());
+  }
+  void TearDown() override { kernels::cpu::set_default_conv_impl(saved_); }
+
+ private:
+  ConvImpl saved_ = ConvImpl::kOneDnn;
+};
+
+// The weight and bias gradients of conv2d(x, w0, b0) for gy, 3x3 pad 1, at `threads` threads.
+std::vector<float> weight_and_bias_grad(const Tensor& x, const Tensor& w0, const Tensor& b0,
+                                        const Tensor& gy, int threads) {
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  Tensor w = w0.detach().set_requires_grad(true), b = b0.detach().set_requires_grad(true);
+  conv2d(x, w, b, params(1, 1, 1, 1)).backward(gy);
+  omp_set_num_threads(saved);
+  std::vector<float> out = w.grad().to_vector(), db = b.grad().to_vector();
+  out.insert(out.end(), db.begin(), db.end());
+  return out;
+}
+
 }  // namespace
 
-TEST(Conv2d, ForwardMatchesDoubleReference) {
-  for_each_simd_target([](const std::string& target) {
+INSTANTIATE_TEST_SUITE_P(Impl, Conv2d, ::testing::Values(ConvImpl::kIm2col, ConvImpl::kOneDnn),
+                         [](const ::testing::TestParamInfo<ConvImpl>& info) {
+                           return impl_name(info.param);
+                         });
+
+TEST_P(Conv2d, ForwardMatchesDoubleReference) {
+  for_each_simd_target(GetParam(), [](const std::string& target) {
   for (const Case& k : kCases) {
     Inputs in = make_inputs(k, 10);
     Tensor y = conv2d(in.x, in.w, in.b, k.p);
-    // Sums of <= 54 products of values in [-1, 1] in float32: error well below 1e-5.
-    testing::expect_close(y, reference(in.x, in.w, in.b, k.p, Tensor()).y, 1e-5, 1e-5,
-                          target + " " + k.name);
+    testing::expect_close(y, reference(in.x, in.w, in.b, k.p, Tensor()).y, forward_atol(k),
+                          1e-5, target + " " + k.name);
   }
   });
 }
 
-TEST(Conv2d, GradientsMatchDoubleReference) {
-  for_each_simd_target([](const std::string& target) {
+TEST_P(Conv2d, GradientsMatchDoubleReference) {
+  for_each_simd_target(GetParam(), [](const std::string& target) {
   for (const Case& k : kCases) {
     Inputs in = make_inputs(k, 20);
     Tensor x = in.x.detach().set_requires_grad(true);
@@ -141,15 +201,20 @@ TEST(Conv2d, GradientsMatchDoubleReference) {
     y.backward(gy);
     Reference r = reference(in.x, in.w, in.b, k.p, gy);
     // dx: <= O*KH*KW terms; dw and db: up to N*OH*OW (= 2352) terms of |.| <= 1, summed in
-    // float32 in blocks: a few 1e-5 absolute at most.
-    testing::expect_close(x.grad(), r.dx, 1e-5, 1e-5, target + " " + k.name + " dx");
-    testing::expect_close(w.grad(), r.dw, 1e-4, 1e-5, target + " " + k.name + " dw");
-    if (k.bias) testing::expect_close(b.grad(), r.db, 1e-4, 1e-5, target + " " + k.name + " db");
+    // float32 in blocks: a few 1e-5 absolute at most (see grad_atol).
+    const int64_t batch_terms = k.n * y.size(2) * y.size(3);
+    testing::expect_close(x.grad(), r.dx, grad_atol(k.o / k.p.groups * k.kh * k.kw), 1e-5,
+                          target + " " + k.name + " dx");
+    testing::expect_close(w.grad(), r.dw, grad_atol(batch_terms), 1e-5,
+                          target + " " + k.name + " dw");
+    if (k.bias)
+      testing::expect_close(b.grad(), r.db, grad_atol(batch_terms), 1e-5,
+                            target + " " + k.name + " db");
   }
   });
 }
 
-TEST(Conv2d, BackwardMatchesFiniteDifferences) {
+TEST_P(Conv2d, BackwardMatchesFiniteDifferences) {
   for (const Case& k : kCases) {
     if (k.n * k.c * k.h * k.w > 600) continue;  // the larger cases are covered by the reference
     Inputs in = make_inputs(k, 30);
@@ -164,7 +229,7 @@ TEST(Conv2d, BackwardMatchesFiniteDifferences) {
   }
 }
 
-TEST(Conv2d, OnlyTheNeededGradientsAreComputed) {
+TEST_P(Conv2d, OnlyTheNeededGradientsAreComputed) {
   // Frozen weight: only dx; frozen input (e.g. the image): only dw and db.
   Case k = kCases[1];
   Inputs in = make_inputs(k, 40);
@@ -177,27 +242,51 @@ TEST(Conv2d, OnlyTheNeededGradientsAreComputed) {
   EXPECT_FALSE(in.x.grad().defined());
 }
 
-TEST(Conv2d, WeightGradientIsTheSameForAnyThreadCount) {
-  // ResNet-20's stage-3 shape: 7x7 planes batch images into chunks; the chunk partials are
-  // summed in a fixed order, so one and two threads agree bit for bit.
+TEST_P(Conv2d, BiasGradientAloneMatchesReference) {
+  // Frozen x and weight: the kernel gets no dw and no x, only dy for dbias.
+  Case k = kCases[12];
+  Inputs in = make_inputs(k, 45);
+  Tensor b = testing::uniform({k.o}, 46).set_requires_grad(true);
+  Tensor y = conv2d(in.x, in.w, b, k.p);
+  Tensor gy = testing::uniform(y.shape(), 47);
+  y.backward(gy);
+  EXPECT_FALSE(in.w.grad().defined());
+  testing::expect_close(b.grad(), reference(in.x, in.w, b, k.p, gy).db, 1e-4, 1e-5, k.name);
+}
+
+TEST_P(Conv2d, WeightGradientRepeatsBitForBitAtAFixedThreadCount) {
+  // ResNet-20's stage-3 shape (7x7 planes, batched into chunks by im2col).
   Tensor x = testing::uniform({40, 16, 7, 7}, 50);
   Tensor w0 = testing::uniform({16, 16, 3, 3}, 51), b0 = testing::uniform({16}, 52);
   Tensor gy = testing::uniform({40, 16, 7, 7}, 53);
-  std::vector<float> grads[2][2];
-  const int threads = omp_get_max_threads();
-  for (int t = 1; t <= 2; ++t) {
-    omp_set_num_threads(t);
-    Tensor w = w0.detach().set_requires_grad(true), b = b0.detach().set_requires_grad(true);
-    conv2d(x, w, b, params(1, 1, 1, 1)).backward(gy);
-    grads[t - 1][0] = w.grad().to_vector();
-    grads[t - 1][1] = b.grad().to_vector();
+  for (int threads : {1, 2}) {
+    const std::vector<float> first = weight_and_bias_grad(x, w0, b0, gy, threads);
+    for (int run = 0; run < 3; ++run)
+      EXPECT_EQ(weight_and_bias_grad(x, w0, b0, gy, threads), first) << threads << " threads";
   }
-  omp_set_num_threads(threads);
-  EXPECT_EQ(grads[0][0], grads[1][0]);
-  EXPECT_EQ(grads[0][1], grads[1][1]);
 }
 
-TEST(Conv2d, BadShapesNameTheOpAndShapes) {
+TEST_P(Conv2d, WeightGradientAcrossThreadCounts) {
+  // im2col sums fixed-size chunk partials in chunk order: one and two threads agree bit for
+  // bit. oneDNN splits the batch reduction by thread count, so its sums differ in rounding
+  // only: 1960 terms of |.| <= 1 summed in two orders (partial sums of |.| up to ~40, and
+  // results that cancel to ~0.2) differ by up to 5e-5 as measured; allowed: the bound
+  // grad_atol gives the reference test for 1960 terms (4e-4), far below any indexing error.
+  Tensor x = testing::uniform({40, 16, 7, 7}, 50);
+  Tensor w0 = testing::uniform({16, 16, 3, 3}, 51), b0 = testing::uniform({16}, 52);
+  Tensor gy = testing::uniform({40, 16, 7, 7}, 53);
+  const std::vector<float> one = weight_and_bias_grad(x, w0, b0, gy, 1);
+  const std::vector<float> two = weight_and_bias_grad(x, w0, b0, gy, 2);
+  if (GetParam() == ConvImpl::kIm2col) {
+    EXPECT_EQ(one, two);
+  } else {
+    ASSERT_EQ(one.size(), two.size());
+    const double atol = grad_atol(40 * 7 * 7);
+    for (size_t i = 0; i < one.size(); ++i) EXPECT_NEAR(one[i], two[i], atol) << "element " << i;
+  }
+}
+
+TEST_P(Conv2d, BadShapesNameTheOpAndShapes) {
   Tensor x = testing::uniform({2, 4, 5, 5}, 60);
   auto expect_error = [](const std::function<void()>& f, const std::string& needle) {
     try {
