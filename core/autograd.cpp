@@ -3,7 +3,9 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/dispatch.h"
 #include "core/ops/elementwise.h"
+#include "kernels/cpu/elementwise.h"
 #include "core/profiler.h"
 
 namespace qilin {
@@ -11,11 +13,20 @@ namespace {
 
 thread_local bool t_grad_enabled = true;
 
-// dst += src without recording a graph; out of place, because gradients may alias each
-// other (add's backward hands the same tensor to both inputs).
+// dst += src without recording a graph. In place when dst is the only handle on storage
+// of its own (no allocation: a tensor used by k ops receives k gradients); otherwise out of
+// place, because gradients may alias each other (add's backward hands the same tensor to
+// both inputs) or be held by the caller.
 void accumulate(Tensor& dst, Tensor src) {
   if (!dst.defined()) {
     dst = std::move(src);
+    return;
+  }
+  const bool exclusive = dst.impl_ptr().use_count() == 1 && dst.impl()->storage.use_count() == 1 &&
+                         dst.impl()->offset == 0 && dst.shape() == src.shape();
+  if (exclusive) {
+    QILIN_DISPATCH(dst.device(), axpby, dst.data<float>(), src.data<float>(), 1.0f, 1.0f,
+                   dst.numel());
   } else {
     dst = add(dst, src);
   }
@@ -24,7 +35,8 @@ void accumulate(Tensor& dst, Tensor src) {
 Tensor make_leaf_grad(Tensor g) {
   // A leaf's .grad may later be changed in place (clipping, optimizers): never let it share
   // storage with another gradient.
-  if (g.impl()->storage.use_count() > 1 || g.impl()->offset != 0) return g.detach().clone();
+  if (g.impl_ptr().use_count() > 1 || g.impl()->storage.use_count() > 1 || g.impl()->offset != 0)
+    return g.detach().clone();
   return g.detach();
 }
 
@@ -46,22 +58,22 @@ bool any_requires_grad(std::initializer_list<Tensor> inputs) {
   return false;
 }
 
+// A Node for `inputs`, or null when no graph is to be recorded.
 template <typename Container>
-static Tensor record_impl(Tensor out, const char* op, const Container& inputs, BackwardFn fn) {
-  if (!GradMode::enabled()) return out;
+static std::shared_ptr<Node> make_node(const char* op, const Container& inputs) {
+  if (!GradMode::enabled()) return nullptr;
   bool any = false;
   for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
-  if (!any) return out;
+  if (!any) return nullptr;
   auto node = std::make_shared<Node>();
   node->op = op;
-  node->backward = std::move(fn);
-  node->out_shape = out.shape();
   node->edges.reserve(inputs.size());
   for (const Tensor& t : inputs) {
     Edge e;
     if (t.defined() && t.requires_grad()) {
       if (t.grad_fn()) {
         e.node = t.grad_fn();
+        e.output_nr = t.impl()->output_nr;
       } else {
         e.leaf = t.impl_ptr();
       }
@@ -69,9 +81,33 @@ static Tensor record_impl(Tensor out, const char* op, const Container& inputs, B
     }
     node->edges.push_back(std::move(e));
   }
+  return node;
+}
+
+template <typename Container>
+static Tensor record_impl(Tensor out, const char* op, const Container& inputs, BackwardFn fn) {
+  std::shared_ptr<Node> node = make_node(op, inputs);
+  if (!node) return out;
+  node->backward = std::move(fn);
   out.impl()->grad_fn = std::move(node);
+  out.impl()->output_nr = 0;
   out.impl()->requires_grad = true;
   return out;
+}
+
+std::vector<Tensor> record_multi_op(std::vector<Tensor> outs, const char* op,
+                                    std::initializer_list<Tensor> inputs,
+                                    MultiBackwardFn backward) {
+  std::shared_ptr<Node> node = make_node(op, inputs);
+  if (!node) return outs;
+  node->multi_backward = std::move(backward);
+  node->num_outputs = outs.size();
+  for (size_t i = 0; i < outs.size(); ++i) {
+    outs[i].impl()->grad_fn = node;
+    outs[i].impl()->output_nr = static_cast<int>(i);
+    outs[i].impl()->requires_grad = true;
+  }
+  return outs;
 }
 
 Tensor record_op(Tensor out, const char* op, std::initializer_list<Tensor> inputs,
@@ -99,7 +135,7 @@ void run_backward(const Tensor& root, const Tensor& grad_output, bool retain_gra
   NoGradGuard no_grad;
 
   if (!root.grad_fn()) {  // backward on a leaf: its gradient is the seed
-    Tensor g = root.grad();
+    Tensor g(std::move(root.impl()->grad));
     accumulate(g, make_leaf_grad(seed));
     root.impl()->grad = g.impl_ptr();
     return;
@@ -121,24 +157,34 @@ void run_backward(const Tensor& root, const Tensor& grad_output, bool retain_gra
     }
   }
 
-  std::unordered_map<Node*, Tensor> pending;
-  pending[root.grad_fn().get()] = seed;
+  // Gradients flowing into each Node, one slot per output.
+  std::unordered_map<Node*, std::vector<Tensor>> pending;
+  auto pending_slot = [&](Node* node, int output_nr) -> Tensor& {
+    std::vector<Tensor>& slots = pending[node];
+    if (slots.empty()) slots.resize(node->num_outputs);
+    return slots[output_nr];
+  };
+  pending_slot(root.grad_fn().get(), root.impl()->output_nr) = seed;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     Node* node = *it;
     auto found = pending.find(node);
     if (found == pending.end()) continue;  // no gradient reached it
-    Tensor gy = std::move(found->second);
+    std::vector<Tensor> gys = std::move(found->second);
     pending.erase(found);
-    QILIN_CHECK(node->backward != nullptr, "backward through ", node->op,
-                " a second time: its saved tensors were freed (use retain_graph)");
+    QILIN_CHECK(node->backward != nullptr || node->multi_backward != nullptr, "backward through ",
+                node->op, " a second time: its saved tensors were freed (use retain_graph)");
     std::vector<bool> needed(node->edges.size());
     for (size_t i = 0; i < needed.size(); ++i) needed[i] = node->edges[i].needed();
     GradSlots slots(std::move(needed));
     {
       ProfileScope scope(node->op, /*backward=*/true);
-      node->backward(gy, slots);
+      if (node->multi_backward) {
+        node->multi_backward(gys, slots);
+      } else {
+        node->backward(gys[0], slots);
+      }
     }
-    gy = Tensor();
+    gys.clear();
     for (size_t i = 0; i < node->edges.size(); ++i) {
       Edge& e = node->edges[i];
       Tensor& g = slots.grads()[i];
@@ -146,15 +192,16 @@ void run_backward(const Tensor& root, const Tensor& grad_output, bool retain_gra
       QILIN_CHECK(g.shape() == e.shape, node->op, " backward: gradient ", shape_str(g.shape()),
                   " for input ", i, " of shape ", shape_str(e.shape));
       if (e.node) {
-        accumulate(pending[e.node.get()], std::move(g));
+        accumulate(pending_slot(e.node.get(), e.output_nr), std::move(g));
       } else {
-        Tensor leaf_grad(e.leaf->grad);
+        Tensor leaf_grad(std::move(e.leaf->grad));  // sole handle: accumulates in place
         accumulate(leaf_grad, make_leaf_grad(std::move(g)));
         e.leaf->grad = leaf_grad.impl_ptr();
       }
     }
     if (!retain_graph) {
       node->backward = nullptr;
+      node->multi_backward = nullptr;
     }
   }
 }

@@ -54,10 +54,15 @@ class GradSlots {
 };
 
 using BackwardFn = std::function<void(const Tensor& grad_out, GradSlots& grads)>;
+// Backward of an op with several outputs: grad_outs[i] is output i's gradient, undefined
+// when no gradient reached that output.
+using MultiBackwardFn =
+    std::function<void(const std::vector<Tensor>& grad_outs, GradSlots& grads)>;
 
 // Where one input's gradient goes: the Node that produced it, or the leaf itself.
 struct Edge {
   std::shared_ptr<Node> node;
+  int output_nr = 0;  // which of node's outputs the input is
   std::shared_ptr<TensorImpl> leaf;
   Shape shape;  // the input's shape: a gradient of another shape is a bug in a backward
   bool needed() const { return node != nullptr || leaf != nullptr; }
@@ -67,8 +72,9 @@ class Node {
  public:
   const char* op;            // op name, for errors and the profiler
   std::vector<Edge> edges;   // one per input, in the order given to record_op
-  BackwardFn backward;
-  Shape out_shape;
+  BackwardFn backward;       // single-output ops
+  MultiBackwardFn multi_backward;  // ops recorded with record_multi_op
+  size_t num_outputs = 1;
 };
 
 // Attaches a Node to `out` when grad mode is on and any input requires grad; returns `out`.
@@ -77,6 +83,12 @@ Tensor record_op(Tensor out, const char* op, std::initializer_list<Tensor> input
                  BackwardFn backward);
 Tensor record_op(Tensor out, const char* op, const std::vector<Tensor>& inputs,
                  BackwardFn backward);
+
+// The same for an op with several outputs (e.g. unbind); each output gets this Node as
+// grad_fn with its own output number. Returns `outs`.
+std::vector<Tensor> record_multi_op(std::vector<Tensor> outs, const char* op,
+                                    std::initializer_list<Tensor> inputs,
+                                    MultiBackwardFn backward);
 
 // True when grad mode is on and any of `inputs` requires grad (ops may skip saving state).
 bool any_requires_grad(std::initializer_list<Tensor> inputs);

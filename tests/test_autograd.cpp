@@ -91,3 +91,29 @@ TEST(Autograd, ReshapeAndViewRowsAreDifferentiable) {
 }
 
 }  // namespace qilin
+
+namespace qilin {
+
+TEST(Autograd, LeafGradientNeverAliasesTheCallersGradOutput) {
+  // add's backward passes the seed straight through: the leaf must get its own copy.
+  Tensor x = Tensor::ones({2}).set_requires_grad();
+  Tensor seed = Tensor::ones({2});
+  (x * 2.0f + x).backward(seed);
+  x.grad().data<float>()[0] = 42.0f;
+  EXPECT_EQ(seed.data<float>()[0], 1.0f);
+  Tensor z = Tensor::ones({2}).set_requires_grad();
+  (z + 1.0f).backward(seed);
+  z.grad().data<float>()[1] = 42.0f;
+  EXPECT_EQ(seed.data<float>()[1], 1.0f);
+}
+
+TEST(Autograd, GradientsOfATensorUsedManyTimesSumCorrectly) {
+  // Many consumers of one intermediate: accumulation (in place where possible) must sum.
+  Tensor x = Tensor::from_vector({1.0f, 2.0f}, {2}).set_requires_grad();
+  Tensor h = x * 3.0f;
+  Tensor y = h * 1.0f + h * 2.0f + h * 4.0f + h;
+  y.backward(Tensor::ones({2}));
+  testing::expect_close(x.grad(), std::vector<double>{24.0, 24.0}, 0, 0, "dy/dx");
+}
+
+}  // namespace qilin

@@ -22,7 +22,7 @@ Shape batch_dims(const Tensor& t) { return Shape(t.shape().begin(), t.shape().en
 // out = op(a) op(b) without recording a graph. Batching (matmul.h): b 2-D folds a's batch
 // dims into M (or, with trans_a, shares b across a's batch); a 2-D is shared across b's
 // batch; otherwise the batch dims must be equal.
-Tensor mm(const Tensor& a, const Tensor& b, bool ta, bool tb, const char* op) {
+Tensor mm(const Tensor& a, const Tensor& b, bool ta, bool tb, const char* op, float alpha = 1.0f) {
   QILIN_CHECK(a.dtype() == DType::kFloat32 && b.dtype() == DType::kFloat32, op,
               ": expected float32, got ", a.str(), " and ", b.str());
   QILIN_CHECK(a.dim() >= 2 && b.dim() >= 2, op, ": both operands need >= 2 dims, got ",
@@ -56,7 +56,7 @@ Tensor mm(const Tensor& a, const Tensor& b, bool ta, bool tb, const char* op) {
   out_shape.push_back(m);
   out_shape.push_back(n);
   Tensor out = Tensor::empty(out_shape, DType::kFloat32, a.device());
-  QILIN_DISPATCH(a.device(), gemm_strided_batched, ta, tb, batch, rows, n, k, 1.0f, a.data<float>(),
+  QILIN_DISPATCH(a.device(), gemm_strided_batched, ta, tb, batch, rows, n, k, alpha, a.data<float>(),
                  a_cols, stride_a, b.data<float>(), b_cols, stride_b, 0.0f, out.data<float>(), n,
                  m * n);
   return out;
@@ -65,16 +65,17 @@ Tensor mm(const Tensor& a, const Tensor& b, bool ta, bool tb, const char* op) {
 // sum over the batch of op(a_i) op(b_i): the gradient of an operand shared across a batch.
 // a and b have equal batch dims. With op(a) = a^T and op(b) = b the batch folds into the
 // GEMM's K (rows of a and b stack); otherwise the products accumulate (beta = 1).
-Tensor mm_sum(const Tensor& a, const Tensor& b, bool ta, bool tb, const char* op) {
-  if (a.dim() == 2 && b.dim() == 2) return mm(a, b, ta, tb, op);
+Tensor mm_sum(const Tensor& a, const Tensor& b, bool ta, bool tb, const char* op,
+              float alpha = 1.0f) {
+  if (a.dim() == 2 && b.dim() == 2) return mm(a, b, ta, tb, op, alpha);
   if (ta && !tb)
-    return mm(a.reshape({-1, a.size(-1)}), b.reshape({-1, b.size(-1)}), true, false, op);
+    return mm(a.reshape({-1, a.size(-1)}), b.reshape({-1, b.size(-1)}), true, false, op, alpha);
   const int64_t a_rows = a.size(-2), a_cols = a.size(-1), b_rows = b.size(-2), b_cols = b.size(-1);
   const int64_t m = ta ? a_cols : a_rows, k = ta ? a_rows : a_cols, n = tb ? b_rows : b_cols;
   const int64_t batch = a.numel() / std::max<int64_t>(a_rows * a_cols, 1);
   Tensor out = Tensor::zeros({m, n}, DType::kFloat32, a.device());
   for (int64_t i = 0; i < batch; ++i) {
-    QILIN_DISPATCH(a.device(), gemm, ta, tb, m, n, k, 1.0f, a.data<float>() + i * a_rows * a_cols,
+    QILIN_DISPATCH(a.device(), gemm, ta, tb, m, n, k, alpha, a.data<float>() + i * a_rows * a_cols,
                    a_cols, b.data<float>() + i * b_rows * b_cols, b_cols, 1.0f, out.data<float>(),
                    n);
   }
@@ -83,9 +84,9 @@ Tensor mm_sum(const Tensor& a, const Tensor& b, bool ta, bool tb, const char* op
 
 }  // namespace
 
-Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, float alpha) {
   ProfileScope scope("matmul");
-  Tensor out = mm(a, b, trans_a, trans_b, "matmul");
+  Tensor out = mm(a, b, trans_a, trans_b, "matmul", alpha);
   bool grad = any_requires_grad({a, b});
   Tensor a_saved = grad && b.requires_grad() ? a.detach() : Tensor();
   Tensor b_saved = grad && a.requires_grad() ? b.detach() : Tensor();
@@ -93,20 +94,21 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   const bool a_shared = a.dim() == 2 && b.dim() > 2;
   const bool b_shared = b.dim() == 2 && a.dim() > 2;
   return record_op(out, "matmul", {a, b},
-                   [a_saved, b_saved, trans_a, trans_b, a_shared, b_shared, as = a.shape(),
+                   [a_saved, b_saved, trans_a, trans_b, alpha, a_shared, b_shared, as = a.shape(),
                     bs = b.shape()](const Tensor& gy, GradSlots& g) {
                      const bool ta = trans_a, tb = trans_b;
-                     // Per matrix, C = op(A) op(B):  d op(A) = dC op(B)^T,  d op(B) = op(A)^T dC.
+                     // Per matrix, C = alpha op(A) op(B):  d op(A) = alpha dC op(B)^T,
+                     // d op(B) = alpha op(A)^T dC.
                      if (g.needs(0)) {
                        auto product = a_shared ? mm_sum : mm;
-                       Tensor da = ta ? product(b_saved, gy, tb, true, "matmul backward")
-                                      : product(gy, b_saved, false, !tb, "matmul backward");
+                       Tensor da = ta ? product(b_saved, gy, tb, true, "matmul backward", alpha)
+                                      : product(gy, b_saved, false, !tb, "matmul backward", alpha);
                        g.add(0, da.reshape(as));
                      }
                      if (g.needs(1)) {
                        auto product = b_shared ? mm_sum : mm;
-                       Tensor db = tb ? product(gy, a_saved, true, ta, "matmul backward")
-                                      : product(a_saved, gy, !ta, false, "matmul backward");
+                       Tensor db = tb ? product(gy, a_saved, true, ta, "matmul backward", alpha)
+                                      : product(a_saved, gy, !ta, false, "matmul backward", alpha);
                        g.add(1, db.reshape(bs));
                      }
                    });

@@ -9,8 +9,10 @@ namespace qilin {
 
 // a: [..., M, K] (or [..., K, M] with trans_a), b: [K, N] or [..., K, N] (or [..., N, K]
 // with trans_b). When b is 2-D, a's batch dims fold into M. Otherwise a and b have the
-// same batch dims. Result: [..., M, N].
-Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+// same batch dims. Result: alpha * [..., M, N] (alpha folds a scale into the GEMM, e.g.
+// attention's 1/sqrt(d), saving a pass).
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false,
+              float alpha = 1.0f);
 
 // y = x W^T + b. x: [..., in], weight: [out, in], bias: [out] or undefined. y: [..., out].
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);

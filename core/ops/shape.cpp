@@ -249,4 +249,40 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
       });
 }
 
+std::vector<Tensor> unbind(const Tensor& x, int64_t dim) {
+  ProfileScope scope("unbind");
+  QILIN_CHECK(x.dim() >= 1, "unbind: a 0-d tensor has no dim to unbind");
+  dim = wrap_dim(dim, x.dim(), "unbind");
+  if (dim != 0) {  // bring dim to the front (one copy), then unbind its rows
+    std::vector<int64_t> order{dim};
+    for (int64_t d = 0; d < x.dim(); ++d)
+      if (d != dim) order.push_back(d);
+    return unbind(permute(x, order), 0);
+  }
+  const int64_t n = x.size(0);
+  const Shape row_shape(x.shape().begin() + 1, x.shape().end());
+  std::vector<Tensor> rows;
+  rows.reserve(n);
+  for (int64_t i = 0; i < n; ++i) {
+    NoGradGuard no_graph;  // views without their own nodes: the one node below covers all
+    rows.push_back(x.view_rows(i, i + 1).reshape(row_shape));
+  }
+  // Backward: every row's gradient lands in one buffer (zeros where none arrived), instead of
+  // one full-size zero-filled gradient per row.
+  return record_multi_op(std::move(rows), "unbind", {x},
+                         [xs = x.shape(), device = x.device()](const std::vector<Tensor>& gys,
+                                                               GradSlots& g) {
+                           Tensor gx = Tensor::empty(xs, DType::kFloat32, device);
+                           for (size_t i = 0; i < gys.size(); ++i) {
+                             Tensor dst = gx.view_rows(i, i + 1);
+                             if (gys[i].defined()) {
+                               dst.copy_(gys[i].reshape(dst.shape()));
+                             } else {
+                               dst.fill_(0.0f);
+                             }
+                           }
+                           g.add(0, gx);
+                         });
+}
+
 }  // namespace qilin

@@ -17,6 +17,9 @@ Tensor flatten(const Tensor& x, int64_t start_dim = 1, int64_t end_dim = -1);
 Tensor concat(const std::vector<Tensor>& xs, int64_t dim);
 // Elements start, start+step, ... < end along dim (PyTorch slicing; end clamps to size).
 Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step = 1);
+// The slices x[i] along dim (torch.unbind). For dim 0 they are views; the backward gathers
+// every slice's gradient into one buffer.
+std::vector<Tensor> unbind(const Tensor& x, int64_t dim = 0);
 // Selects entries along dim with a 1-D int64/int32 index (torch.index_select).
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
 // out[i][j][k] = x[i][index[i][j][k]][k] for dim 1 (torch.gather); index int64/int32 with

@@ -146,6 +146,24 @@ TEST(Matmul, BackwardWithSharedTransposedOperand) {
   }
 }
 
+TEST(Matmul, AlphaScalesTheProductAndItsGradients) {
+  // Attention's q k^T / sqrt(d) folds the scale into the GEMM; every batching path takes it.
+  for (const Geometry& g : kGeometries) {
+    for (int flags = 0; flags < 4; ++flags) {
+      const bool ta = flags & 1, tb = flags & 2;
+      Tensor a = testing::uniform(operand(g.a_batch, g.m, g.k, ta), 12);
+      Tensor b = testing::uniform(operand(g.b_batch, g.k, g.n, tb), 13);
+      std::vector<double> ref = reference(a, b, ta, tb);
+      for (double& v : ref) v *= 0.25;
+      testing::expect_close(matmul(a, b, ta, tb, 0.25f), ref, kAtol, kRtol,
+                            str_cat(g.name, " alpha ta=", ta, " tb=", tb));
+      testing::check_gradients(
+          [ta, tb](const std::vector<Tensor>& in) { return matmul(in[0], in[1], ta, tb, -1.5f); },
+          {a, b}, {}, str_cat(g.name, " alpha ta=", ta, " tb=", tb));
+    }
+  }
+}
+
 TEST(Linear, ForwardMatchesDoubleReferenceWithAndWithoutBias) {
   for (const Shape& xs : {Shape{7}, Shape{5, 7}, Shape{2, 3, 7}}) {
     Tensor x = testing::uniform(xs, 12), w = testing::uniform({4, 7}, 13),

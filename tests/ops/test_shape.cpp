@@ -233,3 +233,33 @@ TEST(Gather, BadIndexIsAnError) {
 }
 
 }  // namespace qilin
+
+namespace qilin {
+
+TEST(Unbind, RowsAreViewsAndGradientsMeetInOneBuffer) {
+  Tensor x = testing::uniform({3, 2, 4}, 21);
+  std::vector<Tensor> rows = unbind(x, 0);
+  ASSERT_EQ(rows.size(), 3u);
+  std::vector<float> xv = x.to_vector();
+  for (int64_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(rows[i].shape(), (Shape{2, 4}));
+    EXPECT_EQ(rows[i].to_vector(), std::vector<float>(xv.begin() + i * 8, xv.begin() + (i + 1) * 8));
+  }
+  // Every output used, some twice, one unused, and a non-leading dim.
+  testing::check_gradients(
+      [](const std::vector<Tensor>& in) {
+        std::vector<Tensor> r = unbind(in[0], 0);
+        return r[0] * r[2] + r[2];
+      },
+      {x}, {}, "unbind dim 0");
+  testing::check_gradients(
+      [](const std::vector<Tensor>& in) {
+        std::vector<Tensor> r = unbind(in[0], 2);
+        return r[1] * 2.0f - r[3];
+      },
+      {x}, {}, "unbind dim 2");
+}
+
+TEST(Unbind, ZeroDimTensorIsAnError) { EXPECT_THROW(unbind(Tensor::scalar(1.0f), 0), Error); }
+
+}  // namespace qilin
