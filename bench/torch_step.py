@@ -51,7 +51,7 @@ def main():
         elif cmd == "info":
             blas = torch.__config__.show()
             print(f"torch {torch.__version__} threads {torch.get_num_threads()} "
-                  f"mkldnn {torch.backends.mkldnn.is_enabled()} "
+                  f"mkldnn {torch.backends.mkldnn.is_available()} "
                   f"blas {'OpenBLAS' if 'openblas' in open('/proc/self/maps').read().lower() else 'unknown'}",
                   flush=True)
         elif cmd == "profile":
