@@ -57,6 +57,11 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--build", default="build")
     ap.add_argument("--profile", action="store_true", help="also print both sides' per-op profiles")
+    ap.add_argument("--torch-coretype", default="",
+                    help="OPENBLAS_CORETYPE for the PyTorch process only (e.g. SkylakeX): Debian's "
+                         "OpenBLAS 0.3.21 falls back to SSE3 kernels on CPUs it does not know, and "
+                         "qilin corrects that for itself (kernels/cpu/gemm.cpp); this gives PyTorch "
+                         "the same correction")
     args = ap.parse_args()
 
     env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")
@@ -65,8 +70,9 @@ def main():
     rows = []
     for model in args.models.split(","):
         ours = Side("qilin", pin + [bench, "--model", model, "--batch", str(args.batch), "--serve"], env)
+        torch_env = dict(env, OPENBLAS_CORETYPE=args.torch_coretype) if args.torch_coretype else env
         torch = Side("torch", pin + ["/usr/bin/python3", os.path.join(HERE, "torch_step.py"), model,
-                                     str(args.batch)], env)
+                                     str(args.batch)], torch_env)
         print(f"# {model}, batch {args.batch}")
         print(f"#   qilin: {ours.ask('info')}")
         print(f"#   torch: {torch.ask('info')}")
@@ -90,7 +96,8 @@ def main():
         rows.append((model, m_ours, m_torch, m_ours / m_torch, peak_ours, peak_torch))
 
     print(f"\n{'model':<10} {'qilin ms':>10} {'torch ms':>10} {'ratio':>7} {'qilin MiB':>10} {'torch MiB':>10}"
-          f"   (median of {args.steps} interleaved steps, batch {args.batch}, 2 threads)")
+          f"   (median of {args.steps} interleaved steps, batch {args.batch}, 2 threads"
+          f"{', torch OPENBLAS_CORETYPE=' + args.torch_coretype if args.torch_coretype else ''})")
     for model, mo, mt, ratio, po, pt in rows:
         print(f"{model:<10} {mo:10.2f} {mt:10.2f} {ratio:7.3f} {po / 2**20:10.1f} {pt / 2**20:10.1f}")
 

@@ -52,7 +52,8 @@ def main():
             blas = torch.__config__.show()
             print(f"torch {torch.__version__} threads {torch.get_num_threads()} "
                   f"mkldnn {torch.backends.mkldnn.is_available()} "
-                  f"blas {'OpenBLAS' if 'openblas' in open('/proc/self/maps').read().lower() else 'unknown'}",
+                  f"blas {'OpenBLAS' if 'openblas' in open('/proc/self/maps').read().lower() else 'unknown'} "
+                  f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}",
                   flush=True)
         elif cmd == "profile":
             with torch.autograd.profiler.profile() as prof:
