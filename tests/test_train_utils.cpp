@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 
 #include "layers/linear.h"
 #include "layers/norm.h"
@@ -64,6 +65,43 @@ TEST(ModelEma, CopiesBatchNormBuffers) {
   ema.update(*bn);
   for (auto& [name, t] : ema.state_dict())
     if (name == "ema.running_mean") EXPECT_EQ(t.to_vector(), (std::vector<float>{7.0f, 7.0f}));
+}
+
+}  // namespace qilin
+
+#include <csignal>
+
+#include "models/registry.h"
+#include "train/run_support.h"
+
+namespace qilin {
+
+TEST(RunSupport, SignalsOnlyRequestAStop) {
+  clear_stop_request();
+  install_stop_handlers();
+  EXPECT_FALSE(stop_requested());
+  std::raise(SIGINT);  // handled: sets the flag, the process goes on
+  EXPECT_TRUE(stop_requested());
+  clear_stop_request();
+  install_stop_handlers();
+  std::raise(SIGTERM);
+  EXPECT_TRUE(stop_requested());
+  clear_stop_request();
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+}
+
+TEST(RunSupport, LayerImplementationsListEveryLeafByItsDottedName) {
+  ModelSpec spec;  // the default ViT
+  Generator gen(0);
+  auto model = create_model(spec, gen);
+  auto impls = layer_implementations(*model);
+  std::map<std::string, std::string> by_name(impls.begin(), impls.end());
+  EXPECT_EQ(by_name.count("blocks.0.mlp.act"), 1u);
+  EXPECT_NE(by_name["blocks.0.mlp.act"].find("GELU"), std::string::npos) << by_name["blocks.0.mlp.act"];
+  EXPECT_NE(by_name["blocks.3.attn.qkv"].find("Linear(64 -> 192"), std::string::npos)
+      << by_name["blocks.3.attn.qkv"];
+  EXPECT_EQ(by_name.count("blocks.0.attn"), 0u);  // has children: not a leaf
 }
 
 }  // namespace qilin
