@@ -2,6 +2,7 @@
 #include "train/optim.h"
 
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "core/autograd.h"
