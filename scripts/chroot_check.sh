@@ -2,12 +2,12 @@
 # Proves "from a fresh clone on a machine with nothing installed, the README's commands
 # install, build and pass": builds a minimal Debian 12 (bookworm, debootstrap minbase)
 # chroot, clones the repository's committed HEAD into it, and runs the README's two
-# commands there, timed: scripts/test.sh, then scripts/demo.sh.
+# commands there, timed: scripts/test.sh, then scripts/quickstart.sh.
 #
 # Run as root on a Debian host. The chroot has no CUDA toolkit, so this is a CPU build.
 #
 #   scripts/chroot_check.sh [--dir DIR] [--fresh] [--log FILE] [--mirror URL]
-#                           [--shared DIR] [--no-nice] [--demo-args "ARGS"]
+#                           [--shared DIR] [--no-nice] [--main-args "ARGS"]
 #
 #   --dir DIR        where the chroot lives (default /var/tmp/qilin-chroot; ~3-5 GB once
 #                    the packages are in)
@@ -18,7 +18,8 @@
 #   --mirror URL     Debian mirror (default: the host's apt sources' bookworm mirror)
 #   --shared DIR     copied to /root/shared beside the checkout (default ../shared)
 #   --no-nice        do not run the chroot commands under nice -n 19
-#   --demo-args ARGS passed to scripts/demo.sh (word-split), e.g. a small-run option
+#   --main-args ARGS passed to scripts/quickstart.sh (word-split), e.g.
+#                    "--set optim.epochs=1" for a shorter run
 #
 # Exits non-zero if the chroot cannot be set up or if either command fails.
 set -euo pipefail
@@ -30,7 +31,7 @@ log=""
 mirror=""
 shared="$repo/../shared"
 nice_cmd=(nice -n 19)
-demo_args=""
+main_args=""
 
 while (($#)); do
   case "$1" in
@@ -40,7 +41,7 @@ while (($#)); do
     --mirror) mirror="$2"; shift 2 ;;
     --shared) shared="$2"; shift 2 ;;
     --no-nice) nice_cmd=(); shift ;;
-    --demo-args) demo_args="$2"; shift 2 ;;
+    --main-args) main_args="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "chroot_check: unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -205,11 +206,7 @@ run_timed() {  # $1: label, $2: command inside /root/qilin; sets rc_<label>, s_<
 
 run_timed test "scripts/test.sh"
 pkgs_after=$(count_pkgs)
-if in_chroot "test -x /root/qilin/build/bin/qilin_demo"; then
-  say "build/bin/qilin_demo --help:"
-  in_chroot "/root/qilin/build/bin/qilin_demo --help" 2>&1 | tee -a "$log" || true
-fi
-run_timed demo "scripts/demo.sh${demo_args:+ $demo_args}"
+run_timed main "scripts/quickstart.sh${main_args:+ $main_args}"
 
 size=$(du -sh --one-file-system "$dir" | cut -f1)
 # When setup.sh's apt-get install ran (the last one in the chroot's apt history).
@@ -224,8 +221,8 @@ apt_span=""
   echo "packages:      $pkgs_before before, $pkgs_after after scripts/test.sh ($((pkgs_after - pkgs_before)) installed)"
   echo "apt install:   ${apt_span:-none this run} (UTC, inside scripts/test.sh's setup step)"
   echo "scripts/test.sh: exit $rc_test, ${s_test} s"
-  echo "scripts/demo.sh: exit $rc_demo, ${s_demo} s"
+  echo "scripts/quickstart.sh: exit $rc_main, ${s_main} s"
   echo "log:           $log"
 } | tee -a "$log"
 
-((rc_test == 0 && rc_demo == 0))
+((rc_test == 0 && rc_main == 0))

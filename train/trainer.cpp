@@ -383,6 +383,7 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
               static_cast<long long>(data.train_size()), static_cast<long long>(data.val_size()),
               static_cast<long long>(total_steps), static_cast<long long>(config.data.batch_size),
               omp_get_max_threads());
+  std::fflush(stdout);
 
   if (config.run.mode == RunMode::kEval) {
     EvalResult val = evaluate(*model, data, false), test = evaluate(*model, data, true);

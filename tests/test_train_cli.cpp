@@ -1,0 +1,112 @@
+// The train program as a user runs it: bad configs give one clear line, exit code 2 and no
+// run directory; --help lists the shipped configs; a tiny run and a tiny sweep succeed.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string source_dir() {
+  const char* s = std::getenv("QILIN_SOURCE_DIR");
+  return s ? s : ".";
+}
+
+std::string train_bin() {
+  const char* d = std::getenv("QILIN_BIN_DIR");
+  return std::string(d ? d : "build/bin") + "/train";
+}
+
+struct Result {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+Result run(const std::string& args) {
+  const std::string cmd = train_bin() + " " + args + " 2>&1";
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+class TrainCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    out_ = (fs::temp_directory_path() / ("qilin_cli_" + std::to_string(getpid()) + "_" +
+                                         ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+               .string();
+    fs::create_directories(out_);
+  }
+  void TearDown() override { fs::remove_all(out_); }
+  std::string out_;
+};
+
+TEST_F(TrainCli, EveryBadConfigGivesOneLineExitCode2AndNoRunDirectory) {
+  int checked = 0;
+  for (const auto& entry : fs::directory_iterator(source_dir() + "/tests/configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    std::ifstream in(entry.path());
+    std::string first;
+    std::getline(in, first);
+    const std::string tag = "# expect: ";
+    if (first.rfind(tag, 0) != 0) continue;
+    const std::string expect = first.substr(tag.size());
+    Result r = run("--config " + entry.path().string() + " --set run.out_dir=" + out_);
+    EXPECT_EQ(r.exit_code, 2) << entry.path() << ": " << r.output;
+    EXPECT_NE(r.output.find(expect), std::string::npos) << entry.path() << ": " << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_TRUE(fs::is_empty(out_)) << entry.path() << " left files in " << out_;
+    ++checked;
+  }
+  EXPECT_GE(checked, 8);
+}
+
+TEST_F(TrainCli, UnknownConfigNameAndBadFlagsAreExitCode2) {
+  Result r = run("--config no_such_config");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("quickstart"), std::string::npos) << r.output;  // lists shipped ones
+  EXPECT_EQ(run("--config quickstart --no-such-flag").exit_code, 2);
+  EXPECT_EQ(run("--config quickstart --set optim.lr").exit_code, 2);
+}
+
+TEST_F(TrainCli, HelpListsTheShippedConfigs) {
+  Result r = run("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* name : {"quickstart", "vit_fp32", "resnet20_fp32", "regnety_fp32"})
+    EXPECT_NE(r.output.find(name), std::string::npos) << name;
+}
+
+TEST_F(TrainCli, ASweepRunsEveryValueWritesItsTablesAndSkipsFinishedRunsOnRestart) {
+  const std::string config = out_ + "/tiny.yaml";
+  std::ofstream(config) << R"(run: {name: tiny, seed: 1}
+model: {arch: mlp, img_size: 8, num_classes: 4, hidden: [16]}
+data: {dataset: synthetic, val_size: 32, batch_size: 32, synthetic_train_size: 128, synthetic_test_size: 64}
+optim: {name: sgd, lr: 0.1, epochs: 1, schedule: constant}
+log: {progress: lines}
+)";
+  const std::string args = "--config " + config + " --set run.out_dir=" + out_ + "/runs --sweep optim.lr=0.05,0.1";
+  Result first = run(args);
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  for (const char* f : {"sweep.csv", "sweep.md", "sweep.png", "optim.lr=0.05/summary.json", "optim.lr=0.1/summary.json"})
+    EXPECT_TRUE(fs::exists(out_ + "/runs/tiny/" + f)) << f << "\n" << first.output;
+  Result again = run(args);
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("skipped"), std::string::npos) << again.output;
+}
+
+}  // namespace
