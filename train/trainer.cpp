@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -300,6 +301,25 @@ LrSchedule make_schedule(const OptimSection& o, int64_t steps_per_epoch) {
   return s;
 }
 
+// The newest complete checkpoint pair in `dir`: normally ckpt_last; if a crash hit between
+// its two renames (the pair's steps differ), the newest other pair (epoch_N or best).
+std::optional<Checkpoint> newest_resumable(const std::string& dir) {
+  if (!std::filesystem::is_directory(dir)) return std::nullopt;
+  if (std::optional<Checkpoint> last = find_resumable(dir, {"last"})) return last;
+  const std::string suffix = ".trainer.safetensors";
+  std::optional<Checkpoint> best;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string file = entry.path().filename().string();
+    if (file.rfind("ckpt_", 0) != 0 || file.size() <= 5 + suffix.size() ||
+        file.compare(file.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    const std::string tag = file.substr(5, file.size() - 5 - suffix.size());
+    std::optional<Checkpoint> c = find_resumable(dir, {tag});
+    if (c && (!best || c->progress.step > best->progress.step)) best = std::move(c);
+  }
+  return best;
+}
+
 }  // namespace
 
 std::string run_directory(const Config& config) {
@@ -349,7 +369,7 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
       if (tag.size() > 12 && tag.compare(tag.size() - 12, 12, ".safetensors") == 0) tag.resize(tag.size() - 12);
       ckpt = load_checkpoint(p.parent_path().string(), tag);
     } else {
-      ckpt = find_resumable(dir, {"last"});
+      ckpt = newest_resumable(dir);
     }
     if (ckpt) {
       model->load_state_dict(ckpt->model.tensors, /*strict=*/true);
