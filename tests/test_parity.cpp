@@ -24,6 +24,7 @@
 #include "core/ops/loss.h"
 #include "core/safetensors.h"
 #include "models/registry.h"
+#include "train/checkpoint.h"
 #include "train/optim.h"
 
 namespace qilin {
@@ -159,6 +160,57 @@ TEST_P(Parity, LogitsGradientsAndOptimizerStepsMatchPyTorch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, Parity, ::testing::Values("vit", "resnet20", "resnet18"),
+                         [](const auto& info) { return std::string(info.param); });
+
+}  // namespace
+}  // namespace qilin
+
+namespace qilin {
+namespace {
+
+// A checkpoint written by qilin loads strictly into the matching PyTorch model (the parity
+// models: timm-style ViT, torchvision's own resnet18) and gives the same logits.
+class CheckpointInPyTorch : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(CheckpointInPyTorch, LoadsStrictlyAndGivesTheSameLogits) {
+  const std::string name = GetParam();
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("qilin_ckpt_torch_" + std::to_string(getpid()) + "_" + name);
+  std::filesystem::create_directories(dir);
+  ModelSpec spec = spec_for(name);
+  Generator gen(5);
+  auto model = create_model(spec, gen);
+  // One training step first, so that BatchNorm statistics and counters are not the defaults.
+  Tensor x = rand_normal({4, spec.in_chans, spec.img_size, spec.img_size}, gen);
+  AdamW opt({{model->named_parameters(), 0.0f}}, AdamWOptions{});
+  cross_entropy(model->forward(x), Tensor::from_vector_i64({0, 1, 2, 3}, {4})).backward();
+  opt.step();
+  save_checkpoint(dir.string(), "last", *model, opt, {1, 0, 1, 0, 0}, {});
+  model->eval();
+  Tensor logits;
+  {
+    NoGradGuard no_grad;
+    logits = model->forward(x);
+  }
+  save_safetensors((dir / "batch.safetensors").string(), {{"input", x}, {"logits", logits}});
+
+  const char* src = std::getenv("QILIN_SOURCE_DIR");
+  const std::string cmd = "/usr/bin/python3 " + std::string(src ? src : ".") +
+                          "/tests/parity/check_qilin_checkpoint.py " + name + " " +
+                          checkpoint_paths(dir.string(), "last").model + " " +
+                          (dir / "batch.safetensors").string() + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string output;
+  char buf[1024];
+  while (fgets(buf, sizeof buf, p)) output += buf;
+  const int status = pclose(p);
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(status, 0) << output;
+  std::printf("%s", output.c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, CheckpointInPyTorch, ::testing::Values("vit", "resnet18"),
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace
