@@ -32,7 +32,7 @@ class TensorImpl {
   Shape shape;
   DType dtype;
   bool requires_grad = false;
-  std::shared_ptr<TensorImpl> grad;  // accumulated gradient of a leaf (or retained tensor)
+  std::shared_ptr<TensorImpl> grad;  // accumulated gradient of a leaf
   std::shared_ptr<Node> grad_fn;     // producer; null for leaves
   int output_nr = 0;                 // which output of grad_fn this tensor is
 };
