@@ -110,3 +110,25 @@ log: {progress: lines}
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(TrainCli, ATruncatedInitCheckpointIsExitCode1NamingTheFileAndWritesNothing) {
+  // A real checkpoint, cut in half.
+  const std::string config = out_ + "/tiny.yaml";
+  std::ofstream(config) << R"(run: {name: tiny, seed: 1}
+model: {arch: mlp, img_size: 8, num_classes: 4, hidden: [16]}
+data: {dataset: synthetic, val_size: 32, batch_size: 32, synthetic_train_size: 128, synthetic_test_size: 64}
+optim: {name: sgd, lr: 0.1, epochs: 1, schedule: constant}
+log: {progress: lines}
+)";
+  ASSERT_EQ(run("--config " + config + " --set run.out_dir=" + out_ + "/first").exit_code, 0);
+  const std::string ckpt = out_ + "/first/tiny/ckpt_last.safetensors";
+  fs::resize_file(ckpt, fs::file_size(ckpt) / 2);
+  Result r = run("--config " + config + " --set run.out_dir=" + out_ + "/second --set checkpoint.init_from=" + ckpt);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(ckpt), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out_ + "/second")) << r.output;
+}
+
+}  // namespace
