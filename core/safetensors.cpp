@@ -128,15 +128,18 @@ Entry parse_entry(const std::string& path, const std::string& name, const nlohma
     e.shape.push_back(static_cast<int64_t>(size));
     has_zero_dim = has_zero_dim || size == 0;
   }
+  // The bound is int64 and zero dims are skipped, not short-circuited: Tensor computes numel
+  // and strides as int64 products, so [2^62, 2^62, 0] (0 bytes) must be refused as well.
   const uint64_t elem = dtype_size(e.dtype);
-  uint64_t nbytes = has_zero_dim ? 0 : elem;
+  uint64_t nbytes = elem;
   for (int64_t size : e.shape) {
-    if (has_zero_dim) break;
-    if (nbytes > std::numeric_limits<uint64_t>::max() / static_cast<uint64_t>(size)) {
+    if (size == 0) continue;
+    if (nbytes > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / static_cast<uint64_t>(size)) {
       fail(path, str_cat("tensor '", name, "': shape ", brief(shape), " is too large"));
     }
     nbytes *= static_cast<uint64_t>(size);
   }
+  if (has_zero_dim) nbytes = 0;
   const auto& offsets = info["data_offsets"];
   if (!offsets.is_array() || offsets.size() != 2) {
     fail(path, str_cat("tensor '", name, "': data_offsets must be [begin, end], got ", brief(offsets)));

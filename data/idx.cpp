@@ -1,5 +1,7 @@
-// IDX reader (see idx.h). The header is validated before any data is trusted, and the data
-// is read straight into the output tensor: no intermediate copy of the 47 MB train images.
+// IDX reader (see idx.h). The header is validated before any data is trusted. A plain file's
+// data is read straight into the output tensor; a gzipped payload grows a buffer as bytes
+// arrive (a corrupt 30-byte .gz must not make us allocate what its header claims), which
+// costs one copy.
 #include "data/idx.h"
 
 #include <sys/stat.h>
@@ -158,6 +160,28 @@ void read_payload(ByteReader& in, const std::string& path, void* dst, uint64_t n
   if (in.read(&extra, 1) != 0) fail(path, str_cat("data continues after the ", what, " the header announces"));
 }
 
+// The payload of a gzipped file, which only the header sizes: the buffer grows as
+// decompressed bytes arrive, never to the announced size up front, so a 30-byte corrupt .gz
+// cannot make us allocate (and zero) gigabytes. Costs one copy of the payload.
+std::vector<uint8_t> read_gz_payload(ByteReader& in, const std::string& path, uint64_t nbytes,
+                                     const std::string& what) {
+  constexpr uint64_t kFirstStepBytes = uint64_t{1} << 20;
+  std::vector<uint8_t> bytes;
+  while (bytes.size() < nbytes) {
+    const uint64_t have = bytes.size();
+    const uint64_t step = std::min(nbytes - have, std::max(kFirstStepBytes, have));  // doubling
+    bytes.resize(have + step);
+    const size_t got = in.read(bytes.data() + have, step);
+    if (got != step) {
+      fail(path, str_cat("truncated: header says ", what, " (", nbytes, " bytes) but only ",
+                         have + got, " bytes follow the header"));
+    }
+  }
+  unsigned char extra;
+  if (in.read(&extra, 1) != 0) fail(path, str_cat("data continues after the ", what, " the header announces"));
+  return bytes;
+}
+
 bool file_exists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;
@@ -178,6 +202,12 @@ Tensor load_idx_images(const std::string& path) {
                               : static_cast<uint64_t>(n) * per_image;
   const std::string desc = str_cat(n, " images of ", rows, "x", cols);
   check_payload_size(in, path, nbytes, 4 + 4 * dims.size(), desc);
+  if (in.gzipped()) {
+    const std::vector<uint8_t> bytes = read_gz_payload(in, path, nbytes, desc);
+    Tensor images = Tensor::empty({n, rows, cols}, DType::kUInt8);
+    if (nbytes > 0) std::memcpy(images.raw_data(), bytes.data(), nbytes);
+    return images;
+  }
   Tensor images = Tensor::empty({n, rows, cols}, DType::kUInt8);
   read_payload(in, path, images.raw_data(), nbytes, desc);
   return images;
@@ -190,8 +220,13 @@ Tensor load_idx_labels(const std::string& path) {
   const int64_t n = dims[0];
   const std::string desc = str_cat(n, " labels");
   check_payload_size(in, path, static_cast<uint64_t>(n), 4 + 4 * dims.size(), desc);
-  std::vector<uint8_t> bytes(static_cast<size_t>(n));
-  read_payload(in, path, bytes.data(), static_cast<uint64_t>(n), desc);
+  std::vector<uint8_t> bytes;
+  if (in.gzipped()) {
+    bytes = read_gz_payload(in, path, static_cast<uint64_t>(n), desc);
+  } else {
+    bytes.resize(static_cast<size_t>(n));
+    read_payload(in, path, bytes.data(), static_cast<uint64_t>(n), desc);
+  }
   Tensor labels = Tensor::empty({n}, DType::kInt64);
   int64_t* out = labels.data<int64_t>();
   for (int64_t i = 0; i < n; ++i) out[i] = bytes[static_cast<size_t>(i)];

@@ -85,7 +85,15 @@ std::string display(const Tree& n) {
   return "?";
 }
 
-Tree from_yaml(const YAML::Node& y, const Source& src, const std::string& path) {
+// A config holds a few hundred values, but aliases (&a ... *a) let a few hundred bytes of
+// YAML stand for billions of them ("billion laughs"): the conversion counts every value it
+// makes and stops at this many.
+constexpr size_t kMaxYamlValues = 100000;
+
+Tree from_yaml(const YAML::Node& y, const Source& src, const std::string& path, size_t& budget) {
+  if (budget == 0)
+    fail_at(src, str_cat("invalid YAML: more than ", kMaxYamlValues, " values (aliases expanding?)"));
+  --budget;
   Tree n;
   n.src = src;
   if (!y.IsDefined() || y.IsNull()) return n;
@@ -99,7 +107,7 @@ Tree from_yaml(const YAML::Node& y, const Source& src, const std::string& path) 
     for (const auto& item : y) {
       Source s = src;
       if (!item.Mark().is_null()) s.line = src.line > 0 ? item.Mark().line + 1 : 0;
-      n.items.push_back(from_yaml(item, s, path));
+      n.items.push_back(from_yaml(item, s, path, budget));
     }
     return n;
   }
@@ -112,7 +120,7 @@ Tree from_yaml(const YAML::Node& y, const Source& src, const std::string& path) 
     const std::string key_path = path.empty() ? key : path + "." + key;
     if (const Tree* first = n.get(key))
       fail_at(s, str_cat(key_path, ": duplicate key (first at line ", first->src.line, ")"));
-    n.entries.emplace_back(key, from_yaml(it->second, s, key_path));
+    n.entries.emplace_back(key, from_yaml(it->second, s, key_path, budget));
   }
   return n;
 }
@@ -120,7 +128,8 @@ Tree from_yaml(const YAML::Node& y, const Source& src, const std::string& path) 
 // Parses YAML text; a syntax error names the file and line.
 Tree parse_yaml(const std::string& text, const std::string& file, int first_line) {
   try {
-    return from_yaml(YAML::Load(text), Source{file, first_line}, "");
+    size_t budget = kMaxYamlValues;
+    return from_yaml(YAML::Load(text), Source{file, first_line}, "", budget);
   } catch (const YAML::DeepRecursion& e) {
     // yaml-cpp's depth guard reports its message as "bad file".
     fail_at(Source{file, e.mark.is_null() || first_line == 0 ? 0 : e.mark.line + 1},
@@ -1112,6 +1121,7 @@ SweepSpec parse_sweep(const std::string& text) {
     const char ch = i < text.size() ? text[i] : ',';
     if (ch == '[' || ch == '{') ++nesting;
     if (ch == ']' || ch == '}') --nesting;
+    if (nesting < 0) throw ConfigError(str_cat("--sweep ", text, ": unbalanced brackets"));
     if (ch == ',' && nesting == 0) {
       if (current.empty())
         throw ConfigError(str_cat("--sweep ", text, ": empty value in the list"));
@@ -1121,6 +1131,8 @@ SweepSpec parse_sweep(const std::string& text) {
       current += ch;
     }
   }
+  // An unclosed [ or { swallows the list's final comma: no values at all.
+  if (nesting != 0) throw ConfigError(str_cat("--sweep ", text, ": unbalanced brackets"));
   return spec;
 }
 
