@@ -96,17 +96,19 @@ TEST_F(TrainerTest, ARunLearnsAndWritesItsDirectory) {
 }
 
 TEST_F(TrainerTest, ResumeAfterAStopIsBitIdenticalToAnUninterruptedRun) {
-  // With crops and flips: every random stream of the run must resume where it stopped.
+  // With crops, flips and dropout: every random stream of the run must resume where it
+  // stopped.
   const std::string crop = "data.transforms={random_crop: {padding: 1}, hflip: true}";
-  RunOutcome whole = run_training(config({"run.name=whole", crop}));
+  const std::string drop = "model.drop_rate=0.1";
+  RunOutcome whole = run_training(config({"run.name=whole", crop, drop}));
   ASSERT_EQ(whole.exit_code(), 0);
 
   request_stop();  // stops after the first step, writing ckpt_last
-  RunOutcome stopped = run_training(config({"run.name=resumed", crop}));
+  RunOutcome stopped = run_training(config({"run.name=resumed", crop, drop}));
   EXPECT_EQ(stopped.exit_code(), 130);
   EXPECT_EQ(read_json(stopped.run_dir + "/summary.json")["steps"], 1);
   clear_stop_request();
-  RunOutcome resumed = run_training(config({"run.name=resumed", crop}));  // resume: auto
+  RunOutcome resumed = run_training(config({"run.name=resumed", crop, drop}));  // resume: auto
   ASSERT_EQ(resumed.exit_code(), 0);
 
   SafetensorsContents a = load_safetensors(whole.run_dir + "/ckpt_last.safetensors");

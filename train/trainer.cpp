@@ -24,6 +24,7 @@
 #include "core/profiler.h"
 #include "core/random.h"
 #include "data/idx.h"
+#include "layers/dropout.h"
 #include "models/registry.h"
 #include "train/checkpoint.h"
 #include "train/lr_schedule.h"
@@ -301,6 +302,22 @@ LrSchedule make_schedule(const OptimSection& o, int64_t steps_per_epoch) {
   return s;
 }
 
+// Every dropout mask stream of the model, by the first module path that uses it: they are
+// saved with checkpoints so a resumed run draws the masks the uninterrupted run would have.
+std::map<std::string, Generator*> dropout_generators(Module& model) {
+  std::map<std::string, Generator*> out;
+  std::vector<const Generator*> seen;
+  for (auto& [name, module] : model.named_modules()) {
+    auto* dropout = dynamic_cast<Dropout*>(module);
+    if (dropout == nullptr || !dropout->generator()) continue;
+    Generator* g = dropout->generator().get();
+    if (std::find(seen.begin(), seen.end(), g) != seen.end()) continue;
+    seen.push_back(g);
+    out["dropout." + name] = g;
+  }
+  return out;
+}
+
 // The newest complete checkpoint pair in `dir`: normally ckpt_last; if a crash hit between
 // its two renames (the pair's steps differ), the newest other pair (epoch_N or best).
 std::optional<Checkpoint> newest_resumable(const std::string& dir) {
@@ -375,6 +392,12 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
       model->load_state_dict(ckpt->model.tensors, /*strict=*/true);
       optimizer->load_state_dict(ckpt->optimizer_state());
       if (ema) ema->load_state_dict(ckpt->extra());
+      for (auto& [name, gen] : dropout_generators(*model)) {
+        auto it = ckpt->generators.find(name);
+        if (it == ckpt->generators.end())
+          throw Error(str_cat("checkpoint ", dir, "/ckpt_", ckpt->tag, ": no state for ", name));
+        gen->set_state(it->second);
+      }
       progress = ckpt->progress;
       if (progress.config_hash != hash)
         reporter.message("warning: resuming a checkpoint written under a different config");
@@ -396,7 +419,9 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
   const int64_t total_steps = epochs * steps_per_epoch;
   const auto save = [&](const std::string& tag) {
     NamedTensors extra = ema ? ema->state_dict() : NamedTensors{};
-    save_checkpoint(dir, tag, *model, *optimizer, progress, {}, extra);
+    std::map<std::string, const Generator*> generators;
+    for (auto& [name, gen] : dropout_generators(*model)) generators[name] = gen;
+    save_checkpoint(dir, tag, *model, *optimizer, progress, generators, extra);
   };
   std::printf("run %s: %s, %lld parameters, %lld train / %lld val images, %lld steps of batch %lld, %d threads\n",
               dir.c_str(), model->describe().c_str(), static_cast<long long>(model->num_parameters()),
