@@ -131,4 +131,34 @@ log: {progress: lines}
   EXPECT_FALSE(fs::exists(out_ + "/second")) << r.output;
 }
 
+TEST_F(TrainCli, AMissingDataSetIsExitCode1NamingTheDirectory) {
+  Result r = run("--config quickstart --set run.out_dir=" + out_ + "/runs --set data.root=" + out_ + "/nothing");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(out_ + "/nothing"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out_ + "/runs")) << r.output;
+}
+
+TEST_F(TrainCli, AnUnreadableImageIsExitCode1NamingTheFileAndLeavesNoRunDirectory) {
+  // Images are decoded in the loader's workers, after the run has started: the error must
+  // still name the file, and the run directory (no checkpoint in it yet) must go.
+  for (const char* split : {"train", "test"})
+    for (const char* cls : {"a", "b"}) {
+      fs::create_directories(out_ + "/images/" + split + "/" + cls);
+      for (int i = 0; i < 8; ++i)
+        std::ofstream(out_ + "/images/" + split + "/" + cls + "/" + std::to_string(i) + ".png") << "not an image";
+    }
+  const std::string config = out_ + "/folder.yaml";
+  std::ofstream(config) << "run: {name: folder}\n"
+                           "model: {arch: mlp, img_size: 8, in_chans: 3, num_classes: 2, hidden: [8]}\n"
+                           "data: {dataset: image_folder, root: " + out_ + "/images, val_size: 4, batch_size: 4,\n"
+                           "       transforms: {resize: 8}}\n"
+                           "optim: {name: sgd, lr: 0.1, epochs: 1, schedule: constant}\n"
+                           "log: {progress: lines}\n";
+  Result r = run("--config " + config + " --set run.out_dir=" + out_ + "/runs");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(out_ + "/images/train/"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(".png"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out_ + "/runs")) << r.output;
+}
+
 }  // namespace

@@ -11,6 +11,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
 #include "core/safetensors.h"
 #include "train/config.h"
 #include "train/run_support.h"
@@ -96,9 +99,10 @@ TEST_F(TrainerTest, ARunLearnsAndWritesItsDirectory) {
 }
 
 TEST_F(TrainerTest, ResumeAfterAStopIsBitIdenticalToAnUninterruptedRun) {
-  // With crops, flips and dropout: every random stream of the run must resume where it
+  // With crops, flips, mixup/cutmix and dropout: every random stream of the run must resume where it
   // stopped.
-  const std::string crop = "data.transforms={random_crop: {padding: 1}, hflip: true}";
+  const std::string crop =
+      "data.transforms={random_crop: {padding: 1}, hflip: true, mixup_alpha: 0.4, cutmix_alpha: 1.0}";
   const std::string drop = "model.drop_rate=0.1";
   RunOutcome whole = run_training(config({"run.name=whole", crop, drop}));
   ASSERT_EQ(whole.exit_code(), 0);
@@ -147,6 +151,96 @@ TEST_F(TrainerTest, AMissingDataSetIsAnErrorBeforeAnythingIsWritten) {
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/qilin-data"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(run_directory(c)));
+}
+
+// CIFAR-10 binary batches: records of 1 label byte + 3072 pixel bytes. Class k's images
+// are bright in channel k % 3, so a few steps learn something.
+void write_cifar_batch(const std::string& path, int64_t records, uint8_t seed) {
+  std::ofstream out(path, std::ios::binary);
+  for (int64_t r = 0; r < records; ++r) {
+    const uint8_t label = static_cast<uint8_t>((r * 7 + seed) % 10);
+    out.put(static_cast<char>(label));
+    for (int64_t i = 0; i < 3072; ++i) {
+      const bool bright = i / 1024 == label % 3;
+      out.put(static_cast<char>((bright ? 160 : 40) + (i * 13 + r * 5 + seed) % 64));
+    }
+  }
+}
+
+TEST_F(TrainerTest, TrainsOnCifar10BinaryBatchesWithAugmentation) {
+  const std::string dir = root_ + "/cifar";
+  std::filesystem::create_directories(dir);
+  for (int b = 1; b <= 5; ++b) write_cifar_batch(dir + "/data_batch_" + std::to_string(b) + ".bin", 40, b);
+  write_cifar_batch(dir + "/test_batch.bin", 50, 9);
+  RunOutcome out = run_training(config(
+      {"data.dataset=cifar10", "data.root=" + dir, "model.img_size=32", "model.in_chans=3",
+       "model.num_classes=10", "model.patch_size=8", "data.val_size=40", "data.eval_batch_size=25",
+       "data.transforms={random_crop: {padding: 4}, hflip: true, mixup_alpha: 0.2}", "optim.epochs=2"}));
+  EXPECT_EQ(out.exit_code(), 0);
+  nlohmann::json summary = read_json(out.run_dir + "/summary.json");
+  EXPECT_EQ(summary["steps"], 10);  // (200 - 40) / 32 = 5 steps per epoch
+  EXPECT_EQ(summary["finished"], true);
+  // The test set is all 50 records of test_batch.bin.
+  std::ifstream metrics(out.run_dir + "/metrics.jsonl");
+  std::string line, last;
+  while (std::getline(metrics, line)) last = line;
+  EXPECT_NE(last.find("\"split\":\"test\""), std::string::npos) << last;
+}
+
+// <root>/{train,test}/<class>/<n>.png, images of varying sizes.
+void write_image_folder(const std::string& root, int per_class) {
+  for (const char* split : {"train", "test"}) {
+    for (int k = 0; k < 4; ++k) {
+      const std::string dir = root + "/" + split + "/class" + std::to_string(k);
+      std::filesystem::create_directories(dir);
+      for (int i = 0; i < per_class; ++i) {
+        cv::Mat m(10 + i % 5, 12 + i % 3, CV_8UC3, cv::Scalar(40, 40, 40));
+        m.setTo(cv::Scalar(k == 0 ? 220 : 40, k == 1 ? 220 : 40, k == 2 ? 220 : 40));
+        ASSERT_TRUE(cv::imwrite(dir + "/" + std::to_string(i) + ".png", m));
+      }
+    }
+  }
+}
+
+TEST_F(TrainerTest, TrainsOnAnImageFolderWithResizedCrops) {
+  const std::string dir = root_ + "/folder";
+  write_image_folder(dir, 12);
+  RunOutcome out = run_training(config(
+      {"data.dataset=image_folder", "data.root=" + dir, "model.in_chans=3", "data.val_size=8",
+       "data.batch_size=8", "data.transforms={random_resized_crop: true, resize: 8, hflip: true}",
+       "optim.epochs=2", "optim.warmup_steps=1"}));
+  EXPECT_EQ(out.exit_code(), 0);
+  nlohmann::json summary = read_json(out.run_dir + "/summary.json");
+  EXPECT_EQ(summary["steps"], 10);  // (48 - 8) / 8 = 5 steps per epoch
+}
+
+TEST_F(TrainerTest, AnUnreadableImageNamesTheFileAndLeavesNoRunDirectory) {
+  const std::string dir = root_ + "/folder";
+  write_image_folder(dir, 12);
+  const std::string bad = dir + "/train/class2/5.png";
+  { std::ofstream(bad, std::ios::binary | std::ios::trunc) << "not a PNG at all"; }
+  Config c = config({"data.dataset=image_folder", "data.root=" + dir, "model.in_chans=3",
+                     "data.val_size=8", "data.batch_size=8", "data.transforms={resize: 8}"});
+  try {
+    run_training(c);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(run_directory(c)));
+}
+
+TEST_F(TrainerTest, ImagesOfVaryingSizeWithoutAResizeAreAConfigError) {
+  const std::string dir = root_ + "/folder";
+  write_image_folder(dir, 2);
+  Config c = config({"data.dataset=image_folder", "data.root=" + dir, "model.in_chans=3", "data.val_size=2"});
+  try {
+    run_training(c);
+    FAIL() << "expected an error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("data.transforms.resize"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(std::filesystem::exists(run_directory(c)));
 }

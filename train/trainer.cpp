@@ -1,7 +1,6 @@
-// The training loop. Data comes through TrainerData (below): in-memory image sets from the
-// data layer, batched per epoch from a permutation that depends only on (seed, epoch) and
-// augmented from per-sample counters, so a resumed run sees exactly the batches the
-// uninterrupted run would have.
+// The training loop. Data comes through TrainerData (below): the data sets of data/datasets.h
+// behind DataLoaders (data/loader.h) whose batch b of epoch e depends only on (seed, e, b),
+// so a resumed run sees exactly the batches the uninterrupted run would have.
 #include "train/trainer.h"
 
 #include <omp.h>
@@ -23,7 +22,10 @@
 #include "core/ops/reduce.h"
 #include "core/profiler.h"
 #include "core/random.h"
+#include "data/datasets.h"
 #include "data/idx.h"
+#include "data/loader.h"
+#include "data/transforms.h"
 #include "layers/dropout.h"
 #include "models/registry.h"
 #include "train/checkpoint.h"
@@ -39,186 +41,133 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Stream ids that separate the run's random streams (Philox keys: seed ^ stream).
-constexpr uint64_t kShuffleStream = 0x5348554646ull;   // "SHUFF"
-constexpr uint64_t kAugmentStream = 0x4155474dull;     // "AUGM"
-constexpr uint64_t kSplitStream = 0x53504c4954ull;     // "SPLIT"
+// The synthetic data set's stream (its seed: run seed ^ stream; the test set ^ 1 more).
+// Shuffling, augmentation and mixing streams are the loader's (data/loader.h).
 constexpr uint64_t kSyntheticStream = 0x53594e54ull;   // "SYNT"
 
 // ---- data ----
 
-struct ImageSet {
-  Tensor images;  // uint8 [N, H, W] (one channel) or float [N, C, H, W]
-  Tensor labels;  // int64 [N]
-  int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
-};
-
-struct Batch {
-  Tensor images;  // float [B, C, H, W], normalised and augmented
-  Tensor labels;  // int64 [B]
-};
-
+// The data of a run: the training set split into train/validation (a fixed split, the same
+// for every seed), the test set, and a DataLoader for each. The training loader's batch b of
+// epoch e depends only on (seed, e, b) (data/loader.h), which is what makes resume exact.
 class TrainerData {
  public:
-  TrainerData(const Config& config) : cfg_(config.data), seed_(static_cast<uint64_t>(config.run.seed)) {
-    load(config);
+  explicit TrainerData(const Config& config) : cfg_(config.data) {
+    const uint64_t seed = static_cast<uint64_t>(config.run.seed);
+    auto [train_set, test_set] = load_datasets(config, seed);
+    if (cfg_.val_size >= train_set->size())
+      throw ConfigError(str_cat("data.val_size = ", cfg_.val_size, ": must be smaller than the ",
+                                train_set->size(), " training images of ", train_set->name()));
+    TrainValDatasets split = split_train_val(train_set, cfg_.val_size, kDefaultSplitSeed, cfg_.train_subset);
+    check_image_shape(config, *train_set);
+
+    const TransformsSection& t = cfg_.transforms;
+    TransformOptions to;
+    to.mean = t.normalize_mean;
+    to.std = t.normalize_std;
+    to.random_crop_padding = t.random_crop_padding;
+    to.hflip = t.hflip;
+    to.resize = t.random_resized_crop && t.resize == 0 ? config.model.img_size : t.resize;
+    to.random_resized_crop = t.random_resized_crop;
+    to.center_crop = t.center_crop;
+
+    LoaderOptions train_options;
+    train_options.batch_size = cfg_.batch_size;
+    train_options.drop_last = cfg_.drop_last;
+    train_options.workers = cfg_.workers;
+    train_options.prefetch = cfg_.prefetch;
+    train_options.seed = seed;
+    train_options.transform = train_transform(to);
+    train_options.mix.mixup_alpha = t.mixup_alpha;
+    train_options.mix.cutmix_alpha = t.cutmix_alpha;
+    train_options.mix.label_smoothing = config.optim.label_smoothing;
+    train_ = std::make_unique<DataLoader>(split.train, std::move(train_options));
+    const Compose eval = eval_transform(to);
+    val_ = std::make_unique<DataLoader>(split.val, LoaderOptions::evaluation(cfg_.eval_batch_size, eval, cfg_.workers));
+    test_ = std::make_unique<DataLoader>(test_set, LoaderOptions::evaluation(cfg_.eval_batch_size, eval, cfg_.workers));
   }
 
-  int64_t train_size() const { return static_cast<int64_t>(train_index_.size()); }
-  int64_t val_size() const { return static_cast<int64_t>(val_index_.size()); }
-  int64_t batches_per_epoch() const {
-    const int64_t b = cfg_.batch_size;
-    return cfg_.drop_last ? train_size() / b : (train_size() + b - 1) / b;
-  }
-
-  // Batch `index` of epoch `epoch` of the training split (shuffled, augmented).
-  Batch train_batch(int64_t epoch, int64_t index) {
-    if (epoch != perm_epoch_) {
-      Generator g(seed_ ^ kShuffleStream ^ (static_cast<uint64_t>(epoch) * 0x9E3779B97F4A7C15ull));
-      perm_ = randperm(train_size(), g);
-      perm_epoch_ = epoch;
-    }
-    const int64_t begin = index * cfg_.batch_size;
-    const int64_t count = std::min(cfg_.batch_size, train_size() - begin);
-    std::vector<int64_t> rows(count);
-    for (int64_t i = 0; i < count; ++i) rows[i] = train_index_[perm_.data<int64_t>()[begin + i]];
-    return assemble(train_, rows, /*augment=*/true, epoch);
-  }
-
-  // All batches of the validation split or the test set, in order, unaugmented.
-  template <typename Fn>
-  void for_each_eval_batch(bool test, Fn&& fn) {
-    const ImageSet& set = test ? test_ : train_;
-    const int64_t n = test ? test_.size() : val_size();
-    for (int64_t begin = 0; begin < n; begin += cfg_.eval_batch_size) {
-      const int64_t count = std::min(cfg_.eval_batch_size, n - begin);
-      std::vector<int64_t> rows(count);
-      for (int64_t i = 0; i < count; ++i) rows[i] = test ? begin + i : val_index_[begin + i];
-      fn(assemble(set, rows, /*augment=*/false, 0));
-    }
-  }
+  int64_t train_size() const { return train_->size(); }
+  int64_t val_size() const { return val_->size(); }
+  int64_t batches_per_epoch() const { return train_->batches_per_epoch(); }
+  DataLoader& train() { return *train_; }
+  DataLoader& eval(bool test) { return test ? *test_ : *val_; }
 
  private:
-  void load(const Config& config) {
-    switch (cfg_.dataset) {
-      case DatasetKind::kFashionMnist:
-      case DatasetKind::kMnist: {
-        FashionMnist files;  // MNIST uses the same file names
-        if (!cfg_.root.empty()) files.dir = cfg_.root;
-        else if (cfg_.dataset == DatasetKind::kMnist)
-          throw ConfigError("data.root: MNIST has no default location; set data.root to the "
-                            "directory with the four IDX files");
-        ImagesAndLabels train = files.load(DataSplit::kTrain);
-        ImagesAndLabels test = files.load(DataSplit::kTest);
-        train_ = {train.images, train.labels};
-        test_ = {test.images, test.labels};
-        break;
+  static std::pair<DatasetPtr, DatasetPtr> load_datasets(const Config& config, uint64_t seed) {
+    const DataSection& d = config.data;
+    const auto need_root = [&](const char* what) {
+      if (d.root.empty())
+        throw ConfigError(str_cat("data.root: data.dataset ", to_string(d.dataset),
+                                  " has no default location; set data.root to ", what));
+    };
+    switch (d.dataset) {
+      case DatasetKind::kFashionMnist: {
+        const std::string dir = d.root.empty() ? FashionMnist::kDefaultDir : d.root;
+        return {fashion_mnist(DataSplit::kTrain, dir), fashion_mnist(DataSplit::kTest, dir)};
+      }
+      case DatasetKind::kMnist:
+        need_root("the directory with the four IDX files");
+        return {mnist(DataSplit::kTrain, d.root), mnist(DataSplit::kTest, d.root)};
+      case DatasetKind::kCifar10:
+        need_root("the directory with data_batch_1.bin .. data_batch_5.bin and test_batch.bin");
+        return {cifar10(DataSplit::kTrain, d.root), cifar10(DataSplit::kTest, d.root)};
+      case DatasetKind::kImageFolder: {
+        need_root("a directory with train/ and test/ (or val/) image folders");
+        const std::filesystem::path root(d.root);
+        std::filesystem::path held_out = root / "test";
+        if (!std::filesystem::is_directory(held_out)) held_out = root / "val";
+        if (!std::filesystem::is_directory(root / "train") || !std::filesystem::is_directory(held_out))
+          throw Error(str_cat("data.root = ", d.root, ": an image_folder data set needs the "
+                              "sub-folders train/ and test/ (or val/), each with one folder per class"));
+        ImageFolderOptions o;
+        o.grayscale = config.model.in_chans == 1;
+        auto train = std::make_shared<ImageFolderDataset>((root / "train").string(), o);
+        auto test = std::make_shared<ImageFolderDataset>(held_out.string(), o);
+        if (train->classes() != test->classes())
+          throw Error(str_cat("data.root = ", d.root, ": ", held_out.string(), " and ",
+                              (root / "train").string(), " must have the same class folders"));
+        if (train->num_classes() != config.model.num_classes)
+          throw ConfigError(str_cat("model.num_classes = ", config.model.num_classes, ": ",
+                                    (root / "train").string(), " has ", train->num_classes(),
+                                    " class folders"));
+        return {train, test};
       }
       case DatasetKind::kSynthetic: {
-        const int64_t c = config.model.in_chans, s = config.model.img_size;
-        train_ = synthetic(cfg_.synthetic_train_size, c, s, config.model.num_classes, 0);
-        test_ = synthetic(cfg_.synthetic_test_size, c, s, config.model.num_classes, 1);
-        break;
+        SyntheticOptions o;
+        o.channels = config.model.in_chans;
+        o.height = o.width = config.model.img_size;
+        o.num_classes = config.model.num_classes;
+        o.size = d.synthetic_train_size;
+        o.seed = seed ^ kSyntheticStream;
+        auto train = std::make_shared<SyntheticDataset>(o);
+        o.size = d.synthetic_test_size;
+        o.seed = seed ^ kSyntheticStream ^ 1;
+        return {train, std::make_shared<SyntheticDataset>(o)};
       }
-      default:
-        throw ConfigError(str_cat("data.dataset = ", to_string(cfg_.dataset),
-                                  ": the trainer does not read this data set yet (available: "
-                                  "fashion_mnist, mnist, synthetic)"));
     }
-    int64_t n = train_.size();
-    if (cfg_.train_subset > 0) n = std::min(n, cfg_.train_subset + cfg_.val_size);
-    if (cfg_.val_size >= n)
-      throw ConfigError(str_cat("data.val_size = ", cfg_.val_size, ": must be smaller than the ",
-                                n, " training images"));
-    // The validation split: a fixed permutation of the training set from the split stream
-    // (not the run seed), so every run of every seed validates on the same images.
-    Generator split_gen(kSplitStream);
-    Tensor perm = randperm(train_.size(), split_gen);
-    const int64_t* p = perm.data<int64_t>();
-    val_index_.assign(p, p + cfg_.val_size);
-    train_index_.assign(p + cfg_.val_size, p + n);
-    const auto& t = cfg_.transforms;
-    mean_ = t.normalize_mean;
-    std_ = t.normalize_std;
+    throw ConfigError(str_cat("data.dataset = ", to_string(d.dataset), ": unknown data set"));
   }
 
-  ImageSet synthetic(int64_t n, int64_t c, int64_t s, int64_t classes, uint64_t part) {
-    // Learnable: class k brightens every pixel whose flat index is k modulo the class count,
-    // under unit Gaussian noise. (Crops and flips move the pattern: a data set to exercise
-    // the pipeline, not the augmentations' value.)
-    Generator g(seed_ ^ kSyntheticStream ^ part);
-    ImageSet set;
-    set.images = rand_normal({n, c, s, s}, g, 0.0f, 1.0f);
-    Tensor u = rand_uniform({n}, g, 0.0f, static_cast<float>(classes));
-    set.labels = Tensor::empty({n}, DType::kInt64);
-    constexpr float kPatternBrightness = 2.0f;
-    const int64_t pixels = c * s * s;
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t label = std::min<int64_t>(classes - 1, static_cast<int64_t>(u.data<float>()[i]));
-      set.labels.data<int64_t>()[i] = label;
-      float* img = set.images.data<float>() + i * pixels;
-      for (int64_t k = label; k < pixels; k += classes) img[k] += kPatternBrightness;
-    }
-    return set;
-  }
-
-  Batch assemble(const ImageSet& set, const std::vector<int64_t>& rows, bool augment, int64_t epoch) {
-    const bool u8 = set.images.dtype() == DType::kUInt8;
-    const int64_t c = u8 ? 1 : set.images.size(1);
-    const int64_t h = u8 ? set.images.size(1) : set.images.size(2);
-    const int64_t w = u8 ? set.images.size(2) : set.images.size(3);
-    const int64_t count = static_cast<int64_t>(rows.size());
-    Batch b;
-    b.images = Tensor::empty({count, c, h, w});
-    b.labels = Tensor::empty({count}, DType::kInt64);
-    const auto& t = cfg_.transforms;
-    const int64_t pad = augment ? t.random_crop_padding : 0;
-    const bool flip = augment && t.hflip;
-    const int64_t pixels = h * w;
-#pragma omp parallel for if (count * pixels > (1 << 16))
-    for (int64_t i = 0; i < count; ++i) {
-      const int64_t row = rows[i];
-      b.labels.data<int64_t>()[i] = set.labels.data<int64_t>()[row];
-      // Per-sample randomness from its own counter: (epoch, row), whatever the batch order.
-      int64_t dx = 0, dy = 0;
-      bool mirror = false;
-      if (pad > 0 || flip) {
-        Generator g(seed_ ^ kAugmentStream);
-        g.advance(static_cast<uint64_t>(epoch * set.size() + row));
-        Tensor r = rand_uniform({3}, g);
-        const float* rv = r.data<float>();
-        dx = std::min<int64_t>(2 * pad, static_cast<int64_t>(rv[0] * (2 * pad + 1))) - pad;
-        dy = std::min<int64_t>(2 * pad, static_cast<int64_t>(rv[1] * (2 * pad + 1))) - pad;
-        mirror = flip && rv[2] < 0.5f;
-      }
-      for (int64_t ch = 0; ch < c; ++ch) {
-        const float m = mean_.empty() ? 0.0f : mean_[mean_.size() == 1 ? 0 : ch];
-        const float inv_s = std_.empty() ? 1.0f : 1.0f / std_[std_.size() == 1 ? 0 : ch];
-        float* out = b.images.data<float>() + (i * c + ch) * pixels;
-        for (int64_t y = 0; y < h; ++y) {
-          for (int64_t x = 0; x < w; ++x) {
-            // Output (y, x) reads the padded image at (y + dy, x + dx); mirrored along x.
-            const int64_t sx = (mirror ? w - 1 - x : x) + dx, sy = y + dy;
-            float v = 0.0f;  // zero padding, before normalisation (torchvision's order)
-            if (sx >= 0 && sx < w && sy >= 0 && sy < h) {
-              v = u8 ? set.images.data<uint8_t>()[row * pixels + sy * w + sx] / 255.0f
-                     : set.images.data<float>()[((row * c + ch) * h + sy) * w + sx];
-            }
-            out[y * w + x] = (v - m) * inv_s;
-          }
-        }
-      }
-    }
-    return b;
+  // Images of varying size need a transform that brings them to model.img_size.
+  static void check_image_shape(const Config& config, const Dataset& set) {
+    const TransformsSection& t = config.data.transforms;
+    const Shape shape = set.image_shape();
+    if (shape[0] != config.model.in_chans)
+      throw ConfigError(str_cat("model.in_chans = ", config.model.in_chans, ": ", set.name(),
+                                " has ", shape[0], " channels"));
+    const bool sized = t.random_resized_crop || t.resize > 0 || t.center_crop > 0;
+    if (shape[1] == 0 && !(t.random_resized_crop || t.resize > 0))
+      throw ConfigError(str_cat("data.transforms.resize = 0: the images of ", set.name(),
+                                " vary in size; set data.transforms.resize (and center_crop) or "
+                                "random_resized_crop to bring them to model.img_size"));
+    if (!sized && shape[1] != config.model.img_size)
+      throw ConfigError(str_cat("model.img_size = ", config.model.img_size, ": ", set.name(),
+                                " has ", shape[1], "x", shape[2], " images (set data.transforms.resize)"));
   }
 
   DataSection cfg_;
-  uint64_t seed_;
-  ImageSet train_, test_;
-  std::vector<int64_t> train_index_, val_index_;
-  std::vector<float> mean_, std_;
-  Tensor perm_;
-  int64_t perm_epoch_ = -1;
+  std::unique_ptr<DataLoader> train_, val_, test_;
 };
 
 // ---- evaluation ----
@@ -235,7 +184,10 @@ EvalResult evaluate(Layer& model, TrainerData& data, bool test) {
   EvalResult r;
   double loss_sum = 0;
   int64_t top1 = 0, top5 = 0;
-  data.for_each_eval_batch(test, [&](const Batch& b) {
+  DataLoader& loader = data.eval(test);
+  loader.start(0);
+  while (std::optional<Batch> batch = loader.next()) {
+    const Batch& b = *batch;
     Tensor logits = model.forward(b.images);
     const int64_t n = b.labels.size(0), classes = logits.size(1);
     loss_sum += static_cast<double>(cross_entropy(logits, b.labels).item()) * n;
@@ -250,7 +202,7 @@ EvalResult evaluate(Layer& model, TrainerData& data, bool test) {
       top5 += greater < 5;
     }
     r.count += n;
-  });
+  }
   if (r.count > 0) {
     r.loss = loss_sum / r.count;
     r.top1 = static_cast<double>(top1) / r.count;
@@ -337,6 +289,14 @@ std::optional<Checkpoint> newest_resumable(const std::string& dir) {
   return best;
 }
 
+// The outermost directory that create_directories(dir) would create.
+std::string outermost_missing(const std::string& dir) {
+  std::filesystem::path p = std::filesystem::absolute(dir);
+  while (p.has_parent_path() && p.parent_path() != p && !std::filesystem::exists(p.parent_path()))
+    p = p.parent_path();
+  return p.string();
+}
+
 }  // namespace
 
 std::string run_directory(const Config& config) {
@@ -370,6 +330,16 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
   if (config.optim.ema_decay > 0) ema = std::make_unique<ModelEma>(*model, config.optim.ema_decay);
 
   const std::string dir = options.run_dir_override.empty() ? run_directory(config) : options.run_dir_override;
+  // A run directory this run creates is removed again if the run fails (an unreadable image,
+  // a full disk, ...) before it wrote a checkpoint: a failed start leaves nothing behind.
+  struct NewDirectoryGuard {
+    std::string dir;
+    bool keep = true;
+    ~NewDirectoryGuard() {
+      std::error_code ec;
+      if (!keep) std::filesystem::remove_all(dir, ec);
+    }
+  } dir_guard{outermost_missing(dir), std::filesystem::exists(dir)};
   std::filesystem::create_directories(dir);
   write_file_atomic((std::filesystem::path(dir) / "config.yaml").string(), resolved_yaml(config));
   const uint64_t hash = config_hash(config);
@@ -422,6 +392,7 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
     std::map<std::string, const Generator*> generators;
     for (auto& [name, gen] : dropout_generators(*model)) generators[name] = gen;
     save_checkpoint(dir, tag, *model, *optimizer, progress, generators, extra);
+    dir_guard.keep = true;
   };
   std::printf("run %s: %s, %lld parameters, %lld train / %lld val images, %lld steps of batch %lld, %d threads\n",
               dir.c_str(), model->describe().c_str(), static_cast<long long>(model->num_parameters()),
@@ -443,13 +414,20 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
     auto t_log = Clock::now();
     const float smoothing = static_cast<float>(config.optim.label_smoothing);
     while (progress.epoch < epochs && outcome.status == RunOutcome::Status::kFinished) {
+      data.train().start(progress.epoch, progress.epoch_batch);
       for (; progress.epoch_batch < steps_per_epoch * config.optim.accum_steps;) {
         optimizer->set_lr(schedule.lr_at(progress.step));
         optimizer->zero_grad();
         float step_loss = 0;
         for (int64_t micro = 0; micro < config.optim.accum_steps; ++micro) {
-          Batch b = data.train_batch(progress.epoch, progress.epoch_batch + micro);
-          Tensor loss = cross_entropy(model->forward(b.images), b.labels, smoothing);
+          std::optional<Batch> batch = data.train().next();
+          QILIN_CHECK(batch.has_value(), "trainer: the loader ended epoch ", progress.epoch,
+                      " before batch ", progress.epoch_batch + micro);
+          const Batch& b = *batch;
+          Tensor logits = model->forward(b.images);
+          // Mixed batches come with soft targets that already carry the label smoothing.
+          Tensor loss = b.soft_targets.defined() ? cross_entropy_soft(logits, b.soft_targets)
+                                                 : cross_entropy(logits, b.labels, smoothing);
           if (config.optim.accum_steps > 1) loss = loss * (1.0f / config.optim.accum_steps);
           loss.backward();
           step_loss += loss.item();
@@ -549,6 +527,7 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
   for (auto& [name, impl] : layer_implementations(*model)) layers[name] = impl;
   summary["layers"] = layers;
   write_file_atomic((std::filesystem::path(dir) / "summary.json").string(), summary.dump(2) + "\n");
+  dir_guard.keep = true;
   return outcome;
 }
 
