@@ -1,4 +1,4 @@
-// Tensors drawn from a Generator's Philox stream (kernels/cpu/random.h defines the stream).
+// Tensors drawn from a Generator's Philox stream (core/philox.h defines the stream).
 // Each draw reserves whole 128-bit blocks with Generator::advance, so consecutive draws
 // never share a block and a saved (seed, offset) replays every later draw exactly.
 #include "core/random.h"

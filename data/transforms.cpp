@@ -11,7 +11,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "core/error.h"
-#include "kernels/cpu/random.h"  // the Philox block function (header-only; core/random.h's stream)
+#include "core/philox.h"
 
 namespace qilin {
 namespace {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/random.h"
+#include "core/philox.h"
 #include "kernels/cpu/random.h"
 
 namespace qilin {
