@@ -2,7 +2,6 @@
 // run directory; --help lists the shipped configs; a tiny run and a tiny sweep succeed.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+
+#include "tests/cli_testing.h"
 
 namespace {
 
@@ -21,28 +22,8 @@ std::string source_dir() {
   return s ? s : ".";
 }
 
-std::string train_bin() {
-  const char* d = std::getenv("QILIN_BIN_DIR");
-  return std::string(d ? d : "build/bin") + "/train";
-}
-
-struct Result {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-Result run(const std::string& args) {
-  const std::string cmd = train_bin() + " " + args + " 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using Result = qilin::testing::CliResult;
+Result run(const std::string& args) { return qilin::testing::run_program("train", args); }
 
 class TrainCli : public ::testing::Test {
  protected:

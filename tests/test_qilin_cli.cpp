@@ -1,0 +1,88 @@
+// The qilin tool as a user runs it, and the tables it prints (train/table.h).
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include "core/safetensors.h"
+#include "core/tensor.h"
+#include "tests/cli_testing.h"
+#include "train/config.h"
+#include "train/table.h"
+
+namespace qilin {
+namespace {
+
+using testing::run_program;
+
+TEST(Table, TextAlignsColumnsAndRightAlignsNumbers) {
+  Table t({"fn", "pieces", "rms"});
+  t.add({"gelu", "16", "0.001"});
+  t.add({"sigmoid", "4096", "1e-7"});
+  EXPECT_EQ(t.render(TableFormat::kText),
+            "fn       pieces  rms\n"
+            "----------------------\n"
+            "gelu         16  0.001\n"
+            "sigmoid    4096   1e-7\n");
+}
+
+TEST(Table, CsvQuotesCellsWithCommasQuotesAndNewlines) {
+  Table t({"name", "note"});
+  t.add({"a", "plain"});
+  t.add({"b", "x, \"y\""});
+  EXPECT_EQ(t.render(TableFormat::kCsv), "name,note\na,plain\nb,\"x, \"\"y\"\"\"\n");
+}
+
+TEST(Table, ARowOfTheWrongWidthAndAnUnknownFormatAreErrors) {
+  Table t({"a", "b"});
+  EXPECT_THROW(t.add({"1"}), Error);
+  EXPECT_EQ(parse_table_format("csv"), TableFormat::kCsv);
+  EXPECT_THROW(parse_table_format("xml"), ConfigError);
+}
+
+TEST(QilinCli, InfoNamesTheBackends) {
+  auto r = run_program("qilin", "info");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  for (const char* item : {"simd", "gemm", "OpenBLAS", "conv", "devices"})
+    EXPECT_NE(r.output.find(item), std::string::npos) << item << "\n" << r.output;
+}
+
+TEST(QilinCli, ConfigsListsTheShippedConfigsAsCsv) {
+  auto r = run_program("qilin", "configs --format csv");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("name,summary,path\n", 0), 0u) << r.output;
+  EXPECT_NE(r.output.find("\nquickstart,"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\nvit_fp32,"), std::string::npos) << r.output;
+}
+
+TEST(QilinCli, CkptPrintsEveryTensorWithItsStatistics) {
+  const std::string file = std::filesystem::temp_directory_path() / ("qilin_ckpt_" + std::to_string(getpid()) + ".safetensors");
+  Tensor w = Tensor::from_vector({1.0f, -2.0f, 3.0f, 6.0f}, {2, 2});
+  Tensor n = Tensor::from_vector_i64({7}, {1});
+  save_safetensors(file, {{"fc.weight", w}, {"bn.num_batches_tracked", n}}, {{"format", "pt"}});
+  auto r = run_program("qilin", "ckpt " + file + " --format csv");
+  auto text = run_program("qilin", "ckpt " + file);
+  std::filesystem::remove(file);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // min -2, max 6, mean 2, rms sqrt(50 / 4)
+  EXPECT_NE(r.output.find("fc.weight,F32,\"[2, 2]\",4,-2,6,2,3.53553\n"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("bn.num_batches_tracked,I64,[1],1,,,,\n"), std::string::npos) << r.output;
+  EXPECT_EQ(text.exit_code, 0) << text.output;
+  EXPECT_NE(text.output.find("2 tensors, 5 elements"), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find("metadata format: pt"), std::string::npos) << text.output;
+}
+
+TEST(QilinCli, AMissingFileIsExitCode1NamingItAndABadFlagIsExitCode2) {
+  auto r = run_program("qilin", "ckpt /nonexistent/qilin.safetensors");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("/nonexistent/qilin.safetensors"), std::string::npos) << r.output;
+  EXPECT_EQ(run_program("qilin", "info --format xml").exit_code, 2);
+  EXPECT_EQ(run_program("qilin", "no-such-command").exit_code, 2);
+  EXPECT_EQ(run_program("qilin", "").exit_code, 2);
+  EXPECT_EQ(run_program("qilin", "--help").exit_code, 0);
+}
+
+}  // namespace
+}  // namespace qilin

@@ -1,0 +1,152 @@
+// `qilin`: the tool beside `train` (DESIGN.md §1, §5) for everything that is not a training
+// run. Tables are plain text, one row per line, or CSV with --format csv.
+//   qilin info                       the build and the machine: SIMD target, BLAS, devices
+//   qilin configs                    the shipped configs (what `train --config NAME` takes)
+//   qilin ckpt FILE                  the tensors of a checkpoint / safetensors file
+// Exit codes: 0 done; 2 bad command line; 1 any other error (a missing or corrupt file).
+#include <CLI/CLI.hpp>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "core/safetensors.h"
+#include "kernels/cpu/backend_info.h"
+#include "kernels/cpu/gemm.h"
+#include "train/config.h"
+#include "train/table.h"
+
+#ifndef QILIN_SOURCE_DIR
+#define QILIN_SOURCE_DIR ""
+#endif
+#ifndef QILIN_VERSION
+#define QILIN_VERSION "unknown"
+#endif
+
+namespace qilin {
+namespace {
+
+std::string source_configs_dir() { return std::string(QILIN_SOURCE_DIR) + "/configs"; }
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
+std::string sig6(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+void print(const Table& t, TableFormat format) { std::fputs(t.render(format).c_str(), stdout); }
+
+int info(TableFormat format) {
+  Table t({"item", "value"});
+  t.add({"qilin", QILIN_VERSION});
+#ifdef NDEBUG
+  t.add({"build", "release, " __VERSION__});
+#else
+  t.add({"build", "debug, " __VERSION__});
+#endif
+  t.add({"cpu", str_cat(cpu_model(), ", ", std::thread::hardware_concurrency(), " hardware threads")});
+  t.add({"threads", str_cat(omp_get_max_threads(), " (OpenMP; OMP_NUM_THREADS sets it)")});
+  t.add({"simd", kernels::cpu::simd_targets()});
+  t.add({"gemm", kernels::cpu::gemm_backend()});
+  t.add({"conv", kernels::cpu::conv_backend()});
+  t.add({"devices", "cpu (this build has no CUDA backend: run.device cuda is refused)"});
+  const std::vector<std::string> dirs = config_search_dirs(source_configs_dir());
+  std::string dir_list;
+  for (const std::string& d : dirs) dir_list += (dir_list.empty() ? "" : ", ") + d;
+  t.add({"configs", dir_list});
+  print(t, format);
+  return 0;
+}
+
+int configs(TableFormat format) {
+  Table t({"name", "summary", "path"});
+  for (const ShippedConfig& c : list_configs(source_configs_dir())) t.add({c.name, c.summary, c.path});
+  print(t, format);
+  return 0;
+}
+
+int ckpt(const std::string& file, TableFormat format) {
+  SafetensorsContents contents = load_safetensors(file);
+  Table t({"tensor", "dtype", "shape", "elements", "min", "max", "mean", "rms"});
+  int64_t elements = 0, bytes = 0;
+  for (const auto& [name, tensor] : contents.tensors) {
+    std::string shape = "[";
+    for (int64_t d = 0; d < tensor.dim(); ++d) shape += (d ? ", " : "") + std::to_string(tensor.size(d));
+    shape += "]";
+    std::vector<std::string> row{name, dtype_name(tensor.dtype()), shape, std::to_string(tensor.numel()), "", "", "", ""};
+    if (tensor.dtype() == DType::kFloat32 && tensor.numel() > 0) {
+      double lo = INFINITY, hi = -INFINITY, sum = 0, sq = 0;
+      for (float v : tensor.to_vector()) {
+        lo = std::min<double>(lo, v);
+        hi = std::max<double>(hi, v);
+        sum += v;
+        sq += static_cast<double>(v) * v;
+      }
+      const double n = static_cast<double>(tensor.numel());
+      row[4] = sig6(lo);
+      row[5] = sig6(hi);
+      row[6] = sig6(sum / n);
+      row[7] = sig6(std::sqrt(sq / n));
+    }
+    t.add(row);
+    elements += tensor.numel();
+    bytes += static_cast<int64_t>(tensor.nbytes());
+  }
+  print(t, format);
+  if (format == TableFormat::kText) {
+    std::printf("%zu tensors, %lld elements, %.2f MiB of data\n", contents.tensors.size(),
+                static_cast<long long>(elements), bytes / 1048576.0);
+    for (const auto& [key, value] : contents.metadata) std::printf("metadata %s: %s\n", key.c_str(), value.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace qilin
+
+int main(int argc, char** argv) {
+  using namespace qilin;
+  CLI::App app{"qilin: tools beside `train` (build info, shipped configs, checkpoints)"};
+  app.require_subcommand(1);
+  std::string format_name = "text";
+  const auto add_format = [&](CLI::App* sub) {
+    sub->add_option("--format", format_name, "text | csv")->capture_default_str();
+  };
+  CLI::App* info_cmd = app.add_subcommand("info", "the build and the machine: SIMD target, BLAS, devices");
+  add_format(info_cmd);
+  CLI::App* configs_cmd = app.add_subcommand("configs", "the shipped configs (train --config NAME)");
+  add_format(configs_cmd);
+  std::string file;
+  CLI::App* ckpt_cmd = app.add_subcommand("ckpt", "the tensors of a checkpoint or any safetensors file");
+  ckpt_cmd->add_option("file", file, "a .safetensors file")->required();
+  add_format(ckpt_cmd);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  try {
+    const TableFormat format = parse_table_format(format_name);
+    if (*info_cmd) return info(format);
+    if (*configs_cmd) return configs(format);
+    if (*ckpt_cmd) return ckpt(file, format);
+    return 2;
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "qilin: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qilin: %s\n", e.what());
+    return 1;
+  }
+}
