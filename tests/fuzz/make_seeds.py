@@ -130,6 +130,11 @@ def main():
     write("fuzz_idx", "labels-idx1-ubyte.gz", gz(labels_file))
     write("fuzz_idx", "empty-images-idx3-ubyte", idx(0x00000803, [0, 28, 28], b""))
 
+    record = lambda label, fill: bytes([label]) + bytes((fill + i) % 256 for i in range(3072))
+    write("fuzz_cifar", "two_records.bin", record(3, 0) + record(9, 7))
+    write("fuzz_cifar", "bad_label.bin", record(0, 1) + record(10, 2))
+    write("fuzz_cifar", "truncated.bin", record(1, 5)[:1000])
+
     config_seeds()
     config_dict()
 
