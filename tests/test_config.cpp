@@ -223,11 +223,8 @@ TEST(ConfigErrors, InvalidYamlNamesTheLine) {
 }
 
 TEST(ConfigErrors, LaterFeaturesAcceptOnlyTheirDisabledDefaults) {
-  EXPECT_EQ(probe_error("interp:\n  enabled: true\n"),
-            "t.yaml:3: interp.enabled = true: only false is accepted for now; interpolated "
-            "layers (DESIGN.md §4.1) come with a later issue");
-  EXPECT_EQ(probe_error("interp:\n  segments: 4096\n"),
-            "t.yaml:3: interp.segments: unknown key (valid: enabled)");
+  EXPECT_EQ(probe_error("quant:\n  layout: e3m4\n"),
+            "t.yaml:3: quant.layout: unknown key (valid: format)");
   EXPECT_EQ(probe_error("quant:\n  format: qfp8\n"),
             "t.yaml:3: quant.format = qfp8: only none is accepted for now; quantization "
             "(DESIGN.md §4.2) comes with a later issue");
@@ -379,16 +376,17 @@ TEST(ConfigOverrides, ErrorsNameSetAndTheKeyPath) {
             "--set: optim.lrr: unknown key (valid: name, lr, weight_decay, momentum, nesterov, "
             "betas, eps, epochs, schedule, warmup_epochs, warmup_steps, min_lr, warmup_lr, "
             "step_size, gamma, clip_grad_norm, accum_steps, ema_decay, label_smoothing)");
-  EXPECT_EQ(text_error(kMinimal, {"interp.segments=1024"}),
-            "--set: interp.segments: unknown key (valid: enabled)");
+  EXPECT_EQ(text_error(kMinimal, {"interp.segmentz=1024"}),
+            "--set: interp.segmentz: unknown key (valid: enabled, method, segments, grad, outside, "
+            "functions)");
   EXPECT_EQ(text_error(kMinimal, {"run.name.x=1"}),
             "--set: run.name.x: unknown key (run.name is a value, not a section)");
   EXPECT_EQ(text_error(kMinimal, {"optim.lr"}), "--set optim.lr: expected key.path=value");
   EXPECT_EQ(text_error(kMinimal, {"optim.lr=abc"}), "--set: optim.lr = abc: must be a number > 0");
   EXPECT_EQ(text_error(kMinimal, {"optim.lr=[1"}), "--set: optim.lr = [1: not a valid YAML value");
-  EXPECT_EQ(text_error(kMinimal, {"interp.enabled=true"}),
-            "--set: interp.enabled = true: only false is accepted for now; interpolated layers "
-            "(DESIGN.md §4.1) come with a later issue");
+  EXPECT_EQ(text_error(kMinimal, {"quant.format=int8"}),
+            "--set: quant.format = int8: only none is accepted for now; quantization "
+            "(DESIGN.md §4.2) comes with a later issue");
 }
 
 TEST(ConfigOverrides, SweepSplitsValuesAndChecksTheKey) {
@@ -398,8 +396,9 @@ TEST(ConfigOverrides, SweepSplitsValuesAndChecksTheKey) {
   EXPECT_EQ(s.override_for(1), "optim.lr=3e-4");
   const SweepSpec lists = parse_sweep("model.widths=[8,16],[16,32]");
   EXPECT_EQ(lists.values, (std::vector<std::string>{"[8,16]", "[16,32]"}));
-  EXPECT_EQ(error_of([] { parse_sweep("interp.segments=16,64"); }),
-            "--sweep: interp.segments: unknown key (valid: enabled)");
+  EXPECT_EQ(error_of([] { parse_sweep("interp.segmentz=16,64"); }),
+            "--sweep: interp.segmentz: unknown key (valid: enabled, method, segments, grad, outside, "
+            "functions)");
   EXPECT_EQ(error_of([] { parse_sweep("optim.lr"); }),
             "--sweep optim.lr: expected key.path=v1,v2,...");
   EXPECT_EQ(error_of([] { parse_sweep("optim.lr=1,,2"); }),
@@ -552,11 +551,11 @@ TEST(ConfigLookup, FindsFilesNamesAndSaysWhatShips) {
     names.push_back(s.name);
     EXPECT_FALSE(s.summary.empty()) << s.path << ": the first line should be a # comment";
   }
-  for (const char* n : {"quickstart", "vit_fp32", "resnet20_fp32", "regnety_fp32"})
+  for (const char* n : {"quickstart", "vit_fp32", "vit_interp4096", "resnet20_fp32", "regnety_fp32"})
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
 
-  const std::string msg = error_of([&] { find_config("vit_interp4096", configs); });
-  EXPECT_TRUE(starts_with(msg, "--config vit_interp4096: no such file, and not a shipped config "
+  const std::string msg = error_of([&] { find_config("vit_qfp8_someday", configs); });
+  EXPECT_TRUE(starts_with(msg, "--config vit_qfp8_someday: no such file, and not a shipped config "
                                "(shipped: "))
       << msg;
   EXPECT_NE(msg.find("quickstart"), std::string::npos) << msg;

@@ -84,5 +84,43 @@ TEST(QilinCli, AMissingFileIsExitCode1NamingItAndABadFlagIsExitCode2) {
   EXPECT_EQ(run_program("qilin", "--help").exit_code, 0);
 }
 
+TEST(QilinCli, InterpErrorPrintsOneRowPerPieceCountFallingAbout16xPer4x) {
+  auto r = run_program("qilin", "interp error --fn sigmoid --segments 16,64,256 --samples 20000 --format csv");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("fn,method,pieces,domain,bytes,L_inf,RMS,worst_x,L_inf_ratio\n", 0), 0u) << r.output;
+  for (const char* row : {"\nsigmoid,uniform,16,\"[-8, 8]\",128,", "\nsigmoid,uniform,64,", "\nsigmoid,uniform,256,"})
+    EXPECT_NE(r.output.find(row), std::string::npos) << row << "\n" << r.output;
+  // The last column: L_inf of the previous row over this one's, ~16 for h^2 convergence.
+  const std::string last = r.output.substr(r.output.rfind(',') + 1);
+  const double ratio = std::stod(last);
+  EXPECT_GT(ratio, 12.0) << r.output;
+  EXPECT_LT(ratio, 20.0) << r.output;
+}
+
+TEST(QilinCli, InterpPlotWritesAPngAndItsData) {
+  const std::string png = std::filesystem::temp_directory_path() / ("qilin_plot_" + std::to_string(getpid()) + ".png");
+  auto r = run_program("qilin", "interp plot --fn tanh --segments 16,64 --out " + png);
+  const bool png_written = std::filesystem::exists(png) && std::filesystem::file_size(png) > 1000;
+  const std::string csv = png.substr(0, png.size() - 4) + ".csv";
+  const bool csv_written = std::filesystem::exists(csv);
+  std::filesystem::remove(png);
+  std::filesystem::remove(csv);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(png_written) << r.output;
+  EXPECT_TRUE(csv_written) << r.output;
+}
+
+TEST(QilinCli, InterpBadArgumentsAreExitCode2NamingThem) {
+  auto r = run_program("qilin", "interp error --fn cosh");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("cosh"), std::string::npos) << r.output;
+  r = run_program("qilin", "interp error --segments 16,x");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--segments"), std::string::npos) << r.output;
+  r = run_program("qilin", "interp error --domain -5,2");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("--domain"), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace qilin

@@ -62,11 +62,6 @@ nlohmann::json read_json(const std::string& path) {
   return nlohmann::json::parse(in);
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 TEST_F(TrainerTest, ARunLearnsAndWritesItsDirectory) {
   RunOutcome out = run_training(config());
   EXPECT_EQ(out.exit_code(), 0);

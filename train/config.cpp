@@ -273,8 +273,9 @@ const std::vector<std::string> kSchedules{"constant", "step", "cosine"};
 const std::vector<std::string> kProgress{"auto", "bar", "lines"};
 const std::vector<std::string> kQuantFormats{"none"};
 
-constexpr const char* kInterpLater =
-    "interpolated layers (DESIGN.md §4.1) come with a later issue";
+const std::vector<std::string> kInterpMethods{"uniform", "binary_search", "nonuniform", "igelu", "native"};
+const std::vector<std::string> kInterpGrads{"slope", "table"};
+const std::vector<std::string> kInterpOutside{"asymptote", "extrapolate"};
 constexpr const char* kQuantLater = "quantization (DESIGN.md §4.2) comes with a later issue";
 constexpr const char* kCalibrateLater =
     "calibration (DESIGN.md §4.3) comes with the quantization issue";
@@ -403,8 +404,34 @@ void visit_config(Config& c, Visitor& v) {
            in_range(0, 1, true), false);
   });
 
-  v.section("interp", "interpolated activations and softmax (DESIGN.md §4.1): later issue", [&] {
-    v.boolean({"enabled", "", false, kInterpLater}, c.interp.enabled);
+  InterpSection& ip = c.interp;
+  v.section("interp", "interpolated activations and softmax (DESIGN.md §4.1)", [&] {
+    v.boolean({"enabled", "replace the listed functions of every model by tables"}, ip.enabled);
+    choice(v, {"method", "uniform: Algorithm 1; binary_search: the same pieces, O(log n) search; "
+                         "nonuniform: PAPER.md §4.5; igelu: I-BERT (gelu only, the others native); "
+                         "native: the exact functions"},
+           ip.method, kInterpMethods);
+    v.integer({"segments", "pieces per table: a power of two 2 .. 65536 (nonuniform: the total)"},
+              ip.segments, in_range(2, 65536, false));
+    choice(v, {"grad", "slope: the forward's exact derivative; table: a second table of f'"}, ip.grad,
+           kInterpGrads);
+    choice(v, {"outside", "asymptote: the function's limits outside the domain; extrapolate: the "
+                          "end pieces' lines"},
+           ip.outside, kInterpOutside);
+    v.section("functions", "per function: domain [lo, hi] (hi - lo a power of two), own segments", [&] {
+      const auto function = [&](const char* name, const char* doc, InterpFunctionSection& f) {
+        v.section(name, doc, [&] {
+          v.boolean({"enabled", "replace this function"}, f.enabled);
+          v.reals({"domain", "[lo, hi]; hi - lo a power of two"}, f.domain, any_value(), 2, true);
+          v.integer({"segments", "0: interp.segments"}, f.segments, in_range(0, 65536, false));
+        });
+      };
+      function("gelu", "GELU (erf form)", ip.gelu);
+      function("softmax", "the exp inside softmax, on x - max <= 0", ip.softmax);
+      function("sigmoid", "sigmoid (squeeze-excitation gates)", ip.sigmoid);
+      function("tanh", "tanh", ip.tanh);
+      function("silu", "SiLU = x sigmoid(x)", ip.silu);
+    });
   });
   v.section("quant", "QFP8 and comparison formats (DESIGN.md §4.2): later issue", [&] {
     choice(v, {"format", "", false, kQuantLater}, c.quant.format, kQuantFormats);
@@ -901,6 +928,34 @@ class Checker {
       fail("data.val_size", std::to_string(c.data.val_size),
            str_cat("must be < ", facts.train_images, ", the training images of ", dataset));
 
+    // Every table the run would build, built now (and cached for the run): a bad domain or
+    // piece count is a config error at its key.
+    if (c.interp.enabled) {
+      for (InterpFn fn : {InterpFn::kGelu, InterpFn::kExp, InterpFn::kSigmoid, InterpFn::kTanh, InterpFn::kSilu}) {
+        const InterpFunctionSection& f = c.interp.function(fn);
+        if (!f.enabled) continue;
+        const std::string key = str_cat("interp.functions.", interp_config_name(fn));
+        const std::string domain = list(std::vector<float>(f.domain.begin(), f.domain.end()));
+        try {
+          make_domain(f.domain.at(0), f.domain.at(1), key + ".domain");
+        } catch (const std::exception&) {
+          fail(key + ".domain", domain, "must be [lo, hi] with hi - lo a power of two (2^-24 .. 2^24) "
+                                        "and both ends exact in float32");
+        }
+        const bool own = f.segments > 0;
+        const std::string pieces_key = own ? key + ".segments" : "interp.segments";
+        const int64_t pieces = own ? f.segments : c.interp.segments;
+        const bool uniform_grid = c.interp.method == InterpMethod::kUniform || c.interp.method == InterpMethod::kBinarySearch;
+        if (uniform_grid && (pieces & (pieces - 1)) != 0)
+          fail(pieces_key, std::to_string(pieces), "must be a power of two 2 .. 65536");
+        try {
+          InterpTable::get(interp_spec(c.interp, fn));
+        } catch (const Error& e) {
+          fail(pieces_key, std::to_string(pieces), e.what());
+        }
+      }
+    }
+
     const OptimSection& o = c.optim;
     if (o.warmup_epochs > 0 && o.warmup_steps > 0)
       fail("optim.warmup_steps", std::to_string(o.warmup_steps),
@@ -1215,8 +1270,13 @@ that is not an existing file is looked up among the shipped configs (`train --co
   the value is YAML typed by the schema: `--set optim.lr=3e-4`,
   `--set data.transforms.normalize.mean=[0.5]`. Errors name `--set` instead of a file line.
 - **`--sweep key.path=v1,v2,...`** runs once per value, each with the same seed.
-- `interp`, `quant`, `calibrate` and `distributed.enabled` are in the schema already and accept
-  only their disabled defaults until the issues that build them.
+- **`interp`** (DESIGN.md §4.1) swaps every activation and softmax whose function is listed under
+  `interp.functions` (and enabled there) for a table, in any model: `--set interp.enabled=true`
+  runs the 4096-piece defaults; `--sweep interp.segments=16,64,256,1024,4096` is the paper's
+  ablation (a function with its own `segments` keeps it). Functions the model does not use are
+  listed once in the run log; summary.json names each layer's table.
+- `quant`, `calibrate` and `distributed.enabled` are in the schema already and accept only their
+  disabled defaults until the issues that build them.
 - The run directory gets the resolved config (every key below, defaults filled) as
   `config.yaml`: loading it gives the same configuration, and its hash is stored in checkpoints.
 
@@ -1235,5 +1295,33 @@ const char* to_string(DeviceChoice v) { return kDevices.at(static_cast<size_t>(v
 const char* to_string(DatasetKind v) { return kDatasets.at(static_cast<size_t>(v)).c_str(); }
 const char* to_string(OptimizerKind v) { return kOptimizers.at(static_cast<size_t>(v)).c_str(); }
 const char* to_string(QuantFormat v) { return kQuantFormats.at(static_cast<size_t>(v)).c_str(); }
+
+const InterpFunctionSection& InterpSection::function(InterpFn fn) const {
+  switch (fn) {
+    case InterpFn::kGelu: return gelu;
+    case InterpFn::kExp: return softmax;
+    case InterpFn::kSigmoid: return sigmoid;
+    case InterpFn::kTanh: return tanh;
+    case InterpFn::kSilu: return silu;
+  }
+  QILIN_FAIL("interp: unknown function ", static_cast<int>(fn));
+}
+
+const char* interp_config_name(InterpFn fn) { return fn == InterpFn::kExp ? "softmax" : to_string(fn); }
+
+InterpSpec interp_spec(const InterpSection& section, InterpFn fn) {
+  const InterpFunctionSection& f = section.function(fn);
+  InterpSpec spec;
+  spec.fn = fn;
+  spec.method = section.method;
+  // i-GELU exists for GELU only: with method igelu the other functions stay native.
+  if (spec.method == InterpMethod::kIgelu && fn != InterpFn::kGelu) spec.method = InterpMethod::kNative;
+  spec.pieces = f.segments > 0 ? f.segments : section.segments;
+  QILIN_CHECK(f.domain.size() == 2, "interp.functions.", interp_config_name(fn), ".domain: expected [lo, hi]");
+  spec.domain = make_domain(f.domain[0], f.domain[1], str_cat("interp.functions.", interp_config_name(fn), ".domain"));
+  spec.outside = section.outside;
+  spec.grad = section.grad;
+  return spec;
+}
 
 }  // namespace qilin

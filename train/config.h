@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/interp.h"
 #include "models/model_spec.h"
 #include "train/lr_schedule.h"
 #include "train/progress.h"
@@ -98,8 +99,27 @@ struct OptimSection {
 };
 
 // Sections whose features come with later issues: only their disabled defaults load now.
+// Interpolated nonlinear layers (DESIGN.md §4.1): with `enabled`, every activation and
+// softmax of the model whose function is listed (and enabled) under `functions` runs through
+// a table (or i-GELU / native, by `method`).
+struct InterpFunctionSection {
+  bool enabled = true;
+  std::vector<double> domain;  // [lo, hi], hi - lo a power of two
+  int64_t segments = 0;        // 0: interp.segments
+};
 struct InterpSection {
   bool enabled = false;
+  InterpMethod method = InterpMethod::kUniform;
+  int64_t segments = 4096;     // pieces per table unless a function sets its own
+  InterpGrad grad = InterpGrad::kSlope;
+  InterpOutside outside = InterpOutside::kAsymptote;
+  // Keyed by the config name: gelu, softmax (the exp inside), sigmoid, tanh, silu.
+  InterpFunctionSection gelu{true, {-5.0, 3.0}, 0};
+  InterpFunctionSection softmax{true, {-16.0, 0.0}, 0};
+  InterpFunctionSection sigmoid{true, {-8.0, 8.0}, 0};
+  InterpFunctionSection tanh{true, {-4.0, 4.0}, 0};
+  InterpFunctionSection silu{true, {-16.0, 16.0}, 0};
+  const InterpFunctionSection& function(InterpFn fn) const;
 };
 struct QuantSection {
   QuantFormat format = QuantFormat::kNone;
@@ -139,6 +159,11 @@ struct Config {
   LogSection log;
   DistributedSection distributed;
 };
+
+// The table spec of one function under an interp section ("softmax" is InterpFn::kExp).
+InterpSpec interp_spec(const InterpSection& section, InterpFn fn);
+// The function's key under interp.functions: "gelu", "softmax", "sigmoid", "tanh", "silu".
+const char* interp_config_name(InterpFn fn);
 
 // Loads `path` (following `base:`), applies `overrides` ("key.path=value", each value a YAML
 // scalar, list or map, typed by the schema) in order, and validates. Throws ConfigError.

@@ -3,6 +3,8 @@
 //   qilin info                       the build and the machine: SIMD target, BLAS, devices
 //   qilin configs                    the shipped configs (what `train --config NAME` takes)
 //   qilin ckpt FILE                  the tensors of a checkpoint / safetensors file
+//   qilin interp error --fn F --segments LIST [--domain a,b] [--samples N] [--method M]
+//   qilin interp plot  --fn F --segments LIST [--domain a,b] [--method M] --out FILE.png
 // Exit codes: 0 done; 2 bad command line; 1 any other error (a missing or corrupt file).
 #include <CLI/CLI.hpp>
 #include <omp.h>
@@ -17,6 +19,7 @@
 #include "kernels/cpu/backend_info.h"
 #include "kernels/cpu/gemm.h"
 #include "train/config.h"
+#include "train/interp_tool.h"
 #include "train/table.h"
 
 #ifndef QILIN_SOURCE_DIR
@@ -117,7 +120,7 @@ int ckpt(const std::string& file, TableFormat format) {
 
 int main(int argc, char** argv) {
   using namespace qilin;
-  CLI::App app{"qilin: tools beside `train` (build info, shipped configs, checkpoints)"};
+  CLI::App app{"qilin: tools beside `train` (build info, shipped configs, checkpoints, interpolation tables)"};
   app.require_subcommand(1);
   std::string format_name = "text";
   const auto add_format = [&](CLI::App* sub) {
@@ -131,6 +134,26 @@ int main(int argc, char** argv) {
   CLI::App* ckpt_cmd = app.add_subcommand("ckpt", "the tensors of a checkpoint or any safetensors file");
   ckpt_cmd->add_option("file", file, "a .safetensors file")->required();
   add_format(ckpt_cmd);
+  // qilin interp ...
+  CLI::App* interp_cmd = app.add_subcommand("interp", "interpolation tables: error tables, fit plots");
+  interp_cmd->require_subcommand(1);
+  std::string fn_name = "gelu", method_name = "uniform", segments_text = "16,64,256,1024,4096", domain_text;
+  std::string png = "interp.png";
+  int64_t samples = 1000000;
+  const auto add_table_options = [&](CLI::App* sub) {
+    sub->add_option("--fn", fn_name, "exp | sigmoid | tanh | gelu | silu")->capture_default_str();
+    sub->add_option("--segments", segments_text, "piece counts, comma-separated")->capture_default_str();
+    sub->add_option("--domain", domain_text, "lo,hi (hi - lo a power of two); default: the function's");
+    sub->add_option("--method", method_name, "uniform | binary_search | nonuniform | igelu | native")
+        ->capture_default_str();
+  };
+  CLI::App* error_cmd = interp_cmd->add_subcommand("error", "L_inf and RMS of the fits per piece count");
+  add_table_options(error_cmd);
+  error_cmd->add_option("--samples", samples, "uniform samples of the domain")->capture_default_str();
+  add_format(error_cmd);
+  CLI::App* plot_cmd = interp_cmd->add_subcommand("plot", "PNG of the function, its fits and their error");
+  add_table_options(plot_cmd);
+  plot_cmd->add_option("--out", png, "the PNG to write (its data goes beside it as .csv)")->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -141,6 +164,26 @@ int main(int argc, char** argv) {
     if (*info_cmd) return info(format);
     if (*configs_cmd) return configs(format);
     if (*ckpt_cmd) return ckpt(file, format);
+    if (*interp_cmd) {
+      InterpToolOptions o;
+      try {  // a bad name on the command line is a usage error (exit 2)
+        o.fn = parse_interp_fn(fn_name);
+        o.method = parse_interp_method(method_name);
+      } catch (const ConfigError&) {
+        throw;
+      } catch (const Error& e) {
+        throw ConfigError(e.what());
+      }
+      o.segments = parse_int_list(segments_text, "--segments");
+      if (!domain_text.empty()) o.domain = parse_domain(domain_text, "--domain");
+      o.samples = samples;
+      if (*error_cmd) {
+        print(interp_error_table(o), format);
+        return 0;
+      }
+      std::printf("%s\n", interp_plot(o, png).c_str());
+      return 0;
+    }
     return 2;
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "qilin: %s\n", e.what());

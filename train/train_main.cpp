@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "train/config.h"
+#include "train/interp_tool.h"
 #include "train/sweep.h"
 #include "train/trainer.h"
 
@@ -25,19 +26,6 @@ namespace qilin {
 namespace {
 
 std::string source_configs_dir() { return std::string(QILIN_SOURCE_DIR) + "/configs"; }
-
-// The plot script: the source tree's, or the installed copy beside share/qilin/configs.
-std::string plot_script() {
-  const std::string in_source = std::string(QILIN_SOURCE_DIR) + "/scripts/plot_sweep.py";
-  if (std::filesystem::exists(in_source)) return in_source;
-  std::error_code ec;
-  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    auto installed = exe.parent_path().parent_path() / "share" / "qilin" / "scripts" / "plot_sweep.py";
-    if (std::filesystem::exists(installed)) return installed.string();
-  }
-  return "";
-}
 
 std::string configs_help() {
   std::string text = "\nShipped configs (train --config NAME):\n";
@@ -96,7 +84,7 @@ int run_sweep(const std::string& config_path, const std::vector<std::string>& ov
     rows.push_back(*done);
   }
   std::string note;
-  std::string png = write_sweep_outputs(sweep_dir, spec.key, rows, plot_script(), &note);
+  std::string png = write_sweep_outputs(sweep_dir, spec.key, rows, find_script("plot_sweep.py"), &note);
   std::printf("sweep results: %s/sweep.csv, %s/sweep.md%s\n", sweep_dir.c_str(), sweep_dir.c_str(),
               png.empty() ? (" (" + note + ")").c_str() : (", " + png).c_str());
   return 0;

@@ -27,6 +27,7 @@
 #include "data/loader.h"
 #include "data/transforms.h"
 #include "layers/dropout.h"
+#include "layers/interp.h"
 #include "models/registry.h"
 #include "train/checkpoint.h"
 #include "train/lr_schedule.h"
@@ -311,7 +312,18 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
   // Everything that can fail on bad input, before the run directory exists.
   TrainerData data(config);
   Generator init_gen(static_cast<uint64_t>(config.run.seed));
-  std::shared_ptr<Layer> model = create_model(config.model, init_gen);
+  // The layers: native, or the interp section's tables (layers/interp.h).
+  std::unique_ptr<LayerFactory> factory = std::make_unique<LayerFactory>();
+  InterpLayerFactory* interp_factory = nullptr;
+  if (config.interp.enabled) {
+    InterpLayerOptions interp;
+    for (InterpFn fn : {InterpFn::kGelu, InterpFn::kExp, InterpFn::kSigmoid, InterpFn::kTanh, InterpFn::kSilu})
+      if (config.interp.function(fn).enabled) interp.functions[fn] = interp_spec(config.interp, fn);
+    auto f = std::make_unique<InterpLayerFactory>(std::move(interp));
+    interp_factory = f.get();
+    factory = std::move(f);
+  }
+  std::shared_ptr<Layer> model = create_model(config.model, *factory, init_gen);
   if (!config.checkpoint.init_from.empty()) {
     SafetensorsContents init = load_safetensors(config.checkpoint.init_from);
     LoadReport report = model->load_state_dict(init.tensors, config.checkpoint.strict);
@@ -399,6 +411,12 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
               static_cast<long long>(data.train_size()), static_cast<long long>(data.val_size()),
               static_cast<long long>(total_steps), static_cast<long long>(config.data.batch_size),
               omp_get_max_threads());
+  if (interp_factory != nullptr) {
+    std::string unused;
+    for (InterpFn fn : interp_factory->unused()) unused += (unused.empty() ? "" : ", ") + std::string(interp_config_name(fn));
+    if (!unused.empty())
+      std::printf("interp: %s configured but not used by %s\n", unused.c_str(), config.model.arch.c_str());
+  }
   std::fflush(stdout);
 
   if (config.run.mode == RunMode::kEval) {
