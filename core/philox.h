@@ -15,13 +15,7 @@
 
 #include <cstdint>
 
-#ifndef QILIN_HOST_DEVICE
-#if defined(__CUDACC__)
-#define QILIN_HOST_DEVICE __host__ __device__
-#else
-#define QILIN_HOST_DEVICE
-#endif
-#endif
+#include "core/host_device.h"
 
 namespace qilin::philox {
 

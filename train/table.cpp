@@ -17,14 +17,14 @@ bool is_number(const std::string& s) {
   return end == s.c_str() + s.size();
 }
 
-std::string csv_cell(const std::string& s) {
+}  // namespace
+
+std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
   std::string out = "\"";
   for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
   return out + "\"";
 }
-
-}  // namespace
 
 TableFormat parse_table_format(const std::string& name) {
   if (name == "text") return TableFormat::kText;
@@ -44,7 +44,7 @@ std::string Table::render(TableFormat format) const {
   std::string out;
   if (format == TableFormat::kCsv) {
     const auto csv_line = [&](const std::vector<std::string>& row) {
-      for (size_t i = 0; i < row.size(); ++i) out += (i ? "," : "") + csv_cell(row[i]);
+      for (size_t i = 0; i < row.size(); ++i) out += (i ? "," : "") + csv_field(row[i]);
       out += "\n";
     };
     csv_line(header_);

@@ -15,6 +15,9 @@ enum class TableFormat { kText, kCsv };
 // "text" | "csv"; anything else: ConfigError naming the value and the choices.
 TableFormat parse_table_format(const std::string& name);
 
+// A CSV field (RFC 4180): quoted, with quotes doubled, when it holds a comma, quote or newline.
+std::string csv_field(const std::string& s);
+
 class Table {
  public:
   explicit Table(std::vector<std::string> header);
