@@ -1,51 +1,37 @@
-// Interpolated functions against the native ones, a plain copy and the lookup-only bound
-// (issue 4, Must show 4; docs/PERFORMANCE.md). qilin's side; bench/torch_interp.py times
-// PyTorch on the same inputs.
+// The lookup-only bound of the interpolated functions (issue 4, Must show 4b;
+// docs/PERFORMANCE.md): `qilin interp bench` (train/interp_bench.h: native, tables, copy,
+// timed round-robin) plus, for each piece count, loops that do only the lookups, in every
+// form tried. qilin's side; bench/torch_interp.py times PyTorch on the same inputs.
 //
-//   bench_interp [--fn exp|sigmoid|tanh|gelu|silu|all] [--segments 16,64,...]
-//                [--n 5000000] [--reps 21] [--threads 2] [--target avx2|avx3]
-//                [--stat median|min] [--format text|csv]
+//   bench_interp [--fn exp,sigmoid,...|all] [--segments 16,64,...] [--n 5000000] [--reps 21]
+//                [--threads 2] [--target avx2|avx3] [--format text|csv]
 //
-// Run pinned and quiet: taskset -c 0,1 env OMP_NUM_THREADS=2 OMP_PROC_BIND=true bench_interp.
-// Every row is the median of --reps timed calls after two warm-up calls. Bytes moved per
-// element: forward reads x and writes y (8), backward reads x and dy and writes dx (12).
-// Rows:
-//   copy         y = x (forward) and dx = x * dy (backward): the bandwidth reference, same
-//                threading (parallel_for) as the kernels
-//   native       qilin's exact kernels (kernels/cpu/unary.h)
-//   uniform      Algorithm 1 tables (kernels/cpu/interp.h), backward `slope`
-//   binary_search  the same pieces found by binary search
-//   igelu        I-BERT's i-GELU (gelu only)
-//   bound:<v>    the lookup-only loop: load x, index, load the (k, b) pair as one 8-byte value,
-//                one FMA, store (backward: load x and dy, index, load k, multiply, store), in
-//                each variant tried: gather-ps (two 32-bit gathers, scale 8), gather-pd (one
-//                64-bit gather of the pair, then a deinterleave), scalar (plain C loop),
-//                scalar-x16 (vector index, 16 scalar 8-byte loads, vector FMA), alg1 (gather-ps
-//                with Algorithm 1's bit-field index instead of the scaled one). The bound
-//                of a piece count is the fastest variant.
-// The tables are built here (chords of the exact function in double, stored as float32), so
-// the benchmark needs only the kernels.
+// Run pinned and quiet: taskset -c 0,1 env OMP_PROC_BIND=true bench_interp --threads 2.
+// Bound rows (bound:<variant>): load x, index, load the (k, b) pair as one 8-byte value, one
+// FMA, store (backward: load x and dy, index, load k, multiply, store), as
+//   gather-ps    two 32-bit gathers (k and b, scale 8)
+//   gather-pd    one 64-bit gather of the pair, then a deinterleave
+//   scalar       a plain C loop, one 8-byte load per element
+//   scalar-x16   vector index, 16 scalar 8-byte loads, vector FMA
+//   alg1         gather-ps with Algorithm 1's bit-field index instead of the scaled one
+// The bound of a piece count is its fastest variant (columns fwd_vs_bound, bwd_vs_bound).
 #include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <functional>
-#include <map>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include "core/interp_view.h"
+#include "core/interp.h"
 #include "hwy/targets.h"
-#include "kernels/cpu/interp.h"
 #include "kernels/cpu/parallel.h"
-#include "kernels/cpu/unary.h"
+#include "train/interp_bench.h"
+#include "train/interp_tool.h"
 
 #pragma GCC diagnostic ignored "-Wpsabi"
 // GCC 12 initialises unused AVX-512 pass-through operands from _mm512_undefined_*().
@@ -54,76 +40,7 @@
 namespace {
 
 namespace kc = qilin::kernels::cpu;
-using qilin::InterpKind;
 using qilin::InterpTableView;
-
-// ---- functions and tables ----
-
-struct FnInfo {
-  std::string name;
-  std::function<double(double)> f;
-  double a;
-  int m;  // domain [a, a + 2^m)
-  double below, above_k;  // asymptotes: y = below for x < a; y = above_k * x or 1 above
-  bool above_is_x;
-  std::function<float(std::mt19937&)> sample;  // a typical input
-  void (*native_fwd)(float*, const float*, int64_t);
-  void (*native_bwd)(float*, const float*, const float*, int64_t);
-  bool native_bwd_from_y;
-};
-
-double gelu(double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }
-double sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
-
-std::vector<FnInfo> functions() {
-  auto normal = [](double s, double mean = 0) {
-    return [s, mean](std::mt19937& g) {
-      return static_cast<float>(mean + s * std::normal_distribution<double>()(g));
-    };
-  };
-  return {
-      {"exp", [](double x) { return std::exp(x); }, -16, 4, 0, 0, false,
-       [](std::mt19937& g) { return static_cast<float>(-std::fabs(4 * std::normal_distribution<double>()(g))); },
-       kc::exp_forward, kc::exp_backward, true},
-      {"sigmoid", sigmoid, -8, 4, 0, 1, false, normal(2.0), kc::sigmoid_forward,
-       kc::sigmoid_backward, false},
-      {"tanh", [](double x) { return std::tanh(x); }, -4, 3, -1, 1, false, normal(1.0),
-       kc::tanh_forward, kc::tanh_backward, false},
-      {"gelu", gelu, -5, 3, 0, 1, true, normal(1.0), kc::gelu_forward, kc::gelu_backward, false},
-      {"silu", [](double x) { return x * sigmoid(x); }, -16, 5, 0, 1, true, normal(3.0),
-       kc::silu_forward, kc::silu_backward, false},
-  };
-}
-
-struct Table {
-  std::vector<float> kb, breaks;
-  InterpTableView view;
-};
-
-// 2^n chords of f on [a, a + 2^m), in double, stored as float; asymptote outside lines.
-Table build_table(const FnInfo& fn, int n, InterpKind kind) {
-  Table t;
-  const double h = std::ldexp(1.0, fn.m - n);
-  for (int64_t i = 0; i < (int64_t{1} << n); ++i) {
-    const double x0 = fn.a + i * h, x1 = x0 + h;
-    const double k = (fn.f(x1) - fn.f(x0)) / h;
-    t.kb.push_back(static_cast<float>(k));
-    t.kb.push_back(static_cast<float>(fn.f(x0) - k * x0));
-    if (i > 0) t.breaks.push_back(static_cast<float>(x0));
-  }
-  InterpTableView& v = t.view;
-  v.kind = kind;
-  v.kb = t.kb.data();
-  v.breaks = t.breaks.data();
-  v.pieces = 1 << n;
-  v.lo = static_cast<float>(fn.a);
-  v.hi = static_cast<float>(fn.a + std::ldexp(1.0, fn.m));
-  v.m = fn.m;
-  v.n = n;
-  v.below = {0.0f, static_cast<float>(fn.below)};
-  v.above = fn.above_is_x ? qilin::InterpLine{1.0f, 0.0f} : qilin::InterpLine{0.0f, 1.0f};
-  return t;
-}
 
 // ---- the lookup-only bound ----
 //
@@ -325,191 +242,76 @@ __attribute__((optimize("no-tree-vectorize"))) void bound_bwd_scalar(const Bound
   });
 }
 
-// ---- timing ----
-
-// --stat min: the fastest call instead of the median (only to see through time slicing on
-// a machine that is not quiet; the issue's numbers are medians).
-bool g_use_min = false;
-
-double median_ms(int reps, const std::function<void()>& run) {
-  run();
-  run();
-  std::vector<double> ms;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    run();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  if (g_use_min) return *std::min_element(ms.begin(), ms.end());
-  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-  return ms[ms.size() / 2];
+int usage(const std::string& msg) {
+  std::fprintf(stderr,
+               "%s\nusage: bench_interp [--fn F,...|all] [--segments LIST] [--n N] [--reps R] "
+               "[--threads T] [--target avx2|avx3] [--format text|csv]\n",
+               msg.c_str());
+  return 2;
 }
 
-struct Row {
-  std::string fn, method;
-  int64_t pieces;
-  double fwd_ms, bwd_ms;  // < 0: not measured
-};
-
-int usage(const char* msg) {
-  std::fprintf(stderr,
-               "%s\nusage: bench_interp [--fn exp|sigmoid|tanh|gelu|silu|all] [--segments LIST] "
-               "[--n N] [--reps R] [--threads T] [--target avx2|avx3] [--stat median|min] [--format text|csv]\n",
-               msg);
-  return 2;
+// The bound loops of one table (uniform, 2^n pieces on [a, a + 2^m)).
+std::vector<qilin::InterpBenchCall> bound_calls(const InterpTableView& t,
+                                                const qilin::InterpBenchBuffers& b) {
+  const float scale = std::ldexp(1.0f, t.n - t.m);
+  const BoundArgs p{t.kb, scale, -t.lo * scale, t.pieces - 1, t.lo, t.m + 150 - t.n};
+  std::vector<qilin::InterpBenchCall> calls;
+  calls.push_back({"bound:scalar", 0, [=] { bound_scalar(p, b.x, b.y, b.n); },
+                   [=] { bound_bwd_scalar(p, b.x, b.dy, b.dx, b.n); }});
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  if (avx512) {
+    calls.push_back({"bound:gather-ps", 0, [=] { bound_gather_ps<false>(p, b.x, b.y, b.n); },
+                     [=] { bound_bwd_gather(p, b.x, b.dy, b.dx, b.n); }});
+    calls.push_back({"bound:gather-pd", 0, [=] { bound_gather_pd(p, b.x, b.y, b.n); }, {}});
+    calls.push_back({"bound:scalar-x16", 0, [=] { bound_scalar_x16(p, b.x, b.y, b.n); }, {}});
+    calls.push_back({"bound:alg1", 0, [=] { bound_gather_ps<true>(p, b.x, b.y, b.n); }, {}});
+  }
+  return calls;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string fn_arg = "all", format = "text";
-  std::vector<int64_t> segments = {16, 64, 128, 256, 1024, 4096, 16384, 65536};
-  int64_t n = 5000000;
-  int reps = 21, threads = 2;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (i + 1 >= argc) return usage(("missing value for " + a).c_str());
-    const std::string v = argv[++i];
-    if (a == "--fn") {
-      fn_arg = v;
-    } else if (a == "--segments") {
-      segments.clear();
-      std::stringstream ss(v);
-      std::string item;
-      while (std::getline(ss, item, ',')) segments.push_back(std::stoll(item));
-    } else if (a == "--n") {
-      n = std::stoll(v);
-    } else if (a == "--reps") {
-      reps = std::stoi(v);
-    } else if (a == "--threads") {
-      threads = std::stoi(v);
-    } else if (a == "--target") {  // restrict the kernels' dispatch: avx2 | avx3
-      if (v != "avx2" && v != "avx3") return usage("--target is avx2 or avx3");
-      hwy::SetSupportedTargetsForTest(v == "avx2" ? HWY_AVX2 : HWY_AVX3);
-    } else if (a == "--stat") {
-      if (v != "min" && v != "median") return usage("--stat is min or median");
-      g_use_min = v == "min";
-    } else if (a == "--format") {
-      format = v;
-    } else {
-      return usage(("unknown option " + a).c_str());
-    }
-  }
-  for (int64_t p : segments)
-    if (p < 2 || p > 65536 || (p & (p - 1)) != 0) return usage("segments must be powers of two 2..65536");
-  omp_set_num_threads(threads);
-  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-                      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-
-  std::vector<float> x(n), dy(n), y(n), dx(n);
-  std::vector<Row> rows;
-  std::mt19937 gen(1);
-  for (int64_t i = 0; i < n; ++i) dy[i] = std::uniform_real_distribution<float>(-1, 1)(gen);
-
-  // The bandwidth references.
-  const double copy_ms = median_ms(reps, [&] {
-    kc::parallel_for(n, 1, [&](int64_t b, int64_t e) {
-      std::memcpy(y.data() + b, x.data() + b, (e - b) * sizeof(float));
-    });
-  });
-  const double copy3_ms = median_ms(reps, [&] {
-    kc::parallel_for(n, 1, [&](int64_t b, int64_t e) {
-#pragma omp simd
-      for (int64_t i = b; i < e; ++i) dx[i] = x[i] * dy[i];
-    });
-  });
-  rows.push_back({"-", "copy", 0, copy_ms, copy3_ms});
-
-  for (const FnInfo& fn : functions()) {
-    if (fn_arg != "all" && fn_arg != fn.name) continue;
-    std::mt19937 g(2);
-    int64_t outside = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      x[i] = fn.sample(g);
-      outside += x[i] < fn.a || x[i] > fn.a + std::ldexp(1.0, fn.m);
-    }
-    std::fprintf(stderr, "%s: inputs %s, %.2g%% outside the domain [%g, %g]\n", fn.name.c_str(),
-                 fn.name == "exp" ? "-|N(0, 4^2)|" : "normal", 100.0 * outside / n, fn.a,
-                 fn.a + std::ldexp(1.0, fn.m));
-    const float* bwd_in = fn.native_bwd_from_y ? y.data() : x.data();
-    if (fn.native_bwd_from_y) fn.native_fwd(y.data(), x.data(), n);
-    rows.push_back({fn.name, "native", 0, median_ms(reps, [&] { fn.native_fwd(y.data(), x.data(), n); }),
-                    median_ms(reps, [&] { fn.native_bwd(dx.data(), bwd_in, dy.data(), n); })});
-    if (fn.name == "gelu") {
-      rows.push_back({fn.name, "igelu", 0, median_ms(reps, [&] { kc::igelu_forward(x.data(), y.data(), n); }),
-                      median_ms(reps, [&] { kc::igelu_backward(x.data(), dy.data(), dx.data(), n, false); })});
-    }
-    for (int64_t pieces : segments) {
-      const int bits = static_cast<int>(std::log2(static_cast<double>(pieces)));
-      for (InterpKind kind : {InterpKind::kUniform, InterpKind::kBinarySearch}) {
-        const Table t = build_table(fn, bits, kind);
-        rows.push_back({fn.name, kind == InterpKind::kUniform ? "uniform" : "binary_search", pieces,
-                        median_ms(reps, [&] { kc::interp_forward(t.view, x.data(), y.data(), n); }),
-                        median_ms(reps, [&] {
-                          kc::interp_backward_slope(t.view, x.data(), dy.data(), dx.data(), n, false);
-                        })});
-      }
-      const Table t = build_table(fn, bits, InterpKind::kUniform);
-      const float scale = static_cast<float>(std::ldexp(1.0, bits - fn.m));
-      const BoundArgs p{t.kb.data(), scale, static_cast<float>(-fn.a * scale),
-                        static_cast<int32_t>(pieces - 1), static_cast<float>(fn.a),
-                        fn.m + 150 - bits};
-      rows.push_back({fn.name, "bound:scalar", pieces,
-                      median_ms(reps, [&] { bound_scalar(p, x.data(), y.data(), n); }),
-                      median_ms(reps, [&] { bound_bwd_scalar(p, x.data(), dy.data(), dx.data(), n); })});
-      if (avx512) {
-        rows.push_back({fn.name, "bound:gather-ps", pieces,
-                        median_ms(reps, [&] { bound_gather_ps<false>(p, x.data(), y.data(), n); }),
-                        median_ms(reps, [&] { bound_bwd_gather(p, x.data(), dy.data(), dx.data(), n); })});
-        rows.push_back({fn.name, "bound:gather-pd", pieces,
-                        median_ms(reps, [&] { bound_gather_pd(p, x.data(), y.data(), n); }), -1});
-        rows.push_back({fn.name, "bound:scalar-x16", pieces,
-                        median_ms(reps, [&] { bound_scalar_x16(p, x.data(), y.data(), n); }), -1});
-        rows.push_back({fn.name, "bound:alg1", pieces,
-                        median_ms(reps, [&] { bound_gather_ps<true>(p, x.data(), y.data(), n); }), -1});
+  qilin::InterpBenchOptions o;
+  std::string format = "text";
+  int threads = 2;
+  try {
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      if (i + 1 >= argc) return usage("missing value for " + a);
+      const std::string v = argv[++i];
+      if (a == "--fn") {
+        o.fns.clear();
+        std::stringstream ss(v == "all" ? "exp,sigmoid,tanh,gelu,silu" : v);
+        std::string item;
+        while (std::getline(ss, item, ',')) o.fns.push_back(qilin::parse_interp_fn(item));
+      } else if (a == "--segments") {
+        o.segments = qilin::parse_int_list(v, "--segments");
+      } else if (a == "--n") {
+        o.n = std::stoll(v);
+      } else if (a == "--reps") {
+        o.reps = std::stoi(v);
+      } else if (a == "--threads") {
+        threads = std::stoi(v);
+      } else if (a == "--target") {  // restrict the kernels' dispatch: avx2 | avx3
+        if (v != "avx2" && v != "avx3") return usage("--target is avx2 or avx3");
+        hwy::SetSupportedTargetsForTest(v == "avx2" ? HWY_AVX2 : HWY_AVX3);
+      } else if (a == "--format") {
+        format = v;
+      } else {
+        return usage("unknown option " + a);
       }
     }
+    omp_set_num_threads(threads);
+    o.extra = bound_calls;
+    const qilin::Table t = qilin::interp_bench_table(
+        o, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
+    std::fputs(t.render(qilin::parse_table_format(format)).c_str(), stdout);
+    std::fprintf(stderr, "n = %lld float32, %d threads, medians of %d rounds\n",
+                 static_cast<long long>(o.n), threads, o.reps);
+  } catch (const std::exception& e) {
+    return usage(e.what());
   }
-
-  // The bound of each (fn, pieces): the fastest lookup-only variant, forward and backward.
-  std::map<std::pair<std::string, int64_t>, std::pair<double, double>> bound;
-  for (const Row& r : rows) {
-    if (r.method.rfind("bound:", 0) != 0) continue;
-    auto& b = bound.try_emplace({r.fn, r.pieces}, 1e30, 1e30).first->second;
-    b.first = std::min(b.first, r.fwd_ms);
-    if (r.bwd_ms > 0) b.second = std::min(b.second, r.bwd_ms);
-  }
-  const double mb = n * 4.0 / 1e6;  // MB per float array
-  auto gbs = [&](double ms, int arrays) { return ms > 0 ? arrays * mb / ms : 0.0; };
-  const bool csv = format == "csv";
-  std::printf(csv ? "fn,method,pieces,fwd_ms,fwd_gbs,bwd_ms,bwd_gbs,fwd_vs_copy,bwd_vs_copy,fwd_vs_bound,bwd_vs_bound\n"
-                  : "%-8s %-17s %6s %8s %8s %8s %8s %7s %7s %7s %7s\n",
-              "fn", "method", "pieces", "fwd ms", "fwd GB/s", "bwd ms", "bwd GB/s", "f/copy",
-              "b/copy", "f/bound", "b/bound");
-  for (const Row& r : rows) {
-    const auto it = bound.find({r.fn, r.pieces});
-    const double fb = it != bound.end() ? it->second.first / r.fwd_ms : 0;
-    const double bb = it != bound.end() && r.bwd_ms > 0 ? it->second.second / r.bwd_ms : 0;
-    const double fc = copy_ms / r.fwd_ms, bc = r.bwd_ms > 0 ? copy3_ms / r.bwd_ms : 0;
-    if (csv) {
-      std::printf("%s,%s,%lld,%.3f,%.2f,%.3f,%.2f,%.3f,%.3f,%.3f,%.3f\n", r.fn.c_str(), r.method.c_str(),
-                  static_cast<long long>(r.pieces), r.fwd_ms, gbs(r.fwd_ms, 2), r.bwd_ms,
-                  gbs(r.bwd_ms, 3), fc, bc, fb, bb);
-    } else {
-      char pieces[24] = "-", bms[16] = "-", bg[16] = "-", bcs[16] = "-", fbs[16] = "-", bbs[16] = "-";
-      if (r.pieces > 0) std::snprintf(pieces, sizeof pieces, "%lld", static_cast<long long>(r.pieces));
-      if (r.bwd_ms > 0) {
-        std::snprintf(bms, sizeof bms, "%.3f", r.bwd_ms);
-        std::snprintf(bg, sizeof bg, "%.1f", gbs(r.bwd_ms, 3));
-        std::snprintf(bcs, sizeof bcs, "%.2f", bc);
-      }
-      if (fb > 0) std::snprintf(fbs, sizeof fbs, "%.2f", fb);
-      if (bb > 0) std::snprintf(bbs, sizeof bbs, "%.2f", bb);
-      std::printf("%-8s %-17s %6s %8.3f %8.1f %8s %8s %7.2f %7s %7s %7s\n", r.fn.c_str(),
-                  r.method.c_str(), pieces, r.fwd_ms, gbs(r.fwd_ms, 2), bms, bg, fc, bcs, fbs, bbs);
-    }
-  }
-  std::printf(csv ? "" : "copy: forward y = x (8 B/elem), backward dx = x * dy (12 B/elem); n = %lld, %d threads\n",
-              static_cast<long long>(n), threads);
   return 0;
 }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <sstream>
 #include <string>
 
 #include "core/safetensors.h"
@@ -120,6 +121,28 @@ TEST(QilinCli, InterpBadArgumentsAreExitCode2NamingThem) {
   r = run_program("qilin", "interp error --domain -5,2");
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("--domain"), std::string::npos) << r.output;
+}
+
+TEST(QilinCli, InterpBenchTimesCopyNativeAndEachTablePerDirection) {
+  // A functional run (tiny n, one round): the rows and columns are there and every time is a
+  // positive number. Speed itself is measured by hand (docs/PERFORMANCE.md), never asserted.
+  auto r = run_program("qilin", "interp bench --fn tanh,gelu --segments 16,4096 --n 200000 --reps 1 --threads 1 --format csv");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("fn,method,pieces,fwd_ms,fwd_GBps,fwd_vs_copy,fwd_speedup,bwd_ms,bwd_GBps,bwd_vs_copy,bwd_speedup\n"),
+            std::string::npos) << r.output;
+  for (const char* row : {"\ntanh,copy,-,", "\ntanh,native,-,", "\ntanh,uniform,16,", "\ntanh,binary_search,4096,",
+                          "\ngelu,igelu,-,", "\ngelu,uniform,4096,"}) {
+    const size_t at = r.output.find(row);
+    ASSERT_NE(at, std::string::npos) << row << "\n" << r.output;
+    const std::string line = r.output.substr(at + 1, r.output.find('\n', at + 1) - at - 1);
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+    ASSERT_EQ(cells.size(), 11u) << line;
+    for (int c : {3, 4, 7, 8}) EXPECT_GT(std::stod(cells[c]), 0.0) << line;
+  }
+  EXPECT_EQ(run_program("qilin", "interp bench --fn cosh").exit_code, 2);
+  EXPECT_EQ(run_program("qilin", "interp bench --n 0").exit_code, 2);
 }
 
 }  // namespace

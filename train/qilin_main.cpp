@@ -5,6 +5,8 @@
 //   qilin ckpt FILE                  the tensors of a checkpoint / safetensors file
 //   qilin interp error --fn F --segments LIST [--domain a,b] [--samples N] [--method M]
 //   qilin interp plot  --fn F --segments LIST [--domain a,b] [--method M] --out FILE.png
+//   qilin interp bench [--fn F,...|all] [--segments LIST] [--methods M,...] [--n N] [--reps R]
+//                      [--threads T]
 // Exit codes: 0 done; 2 bad command line; 1 any other error (a missing or corrupt file).
 #include <CLI/CLI.hpp>
 #include <omp.h>
@@ -12,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -19,6 +22,7 @@
 #include "kernels/cpu/backend_info.h"
 #include "kernels/cpu/gemm.h"
 #include "train/config.h"
+#include "train/interp_bench.h"
 #include "train/interp_tool.h"
 #include "train/table.h"
 
@@ -46,6 +50,14 @@ std::string sig6(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.6g", v);
   return buf;
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(item);
+  return out;
 }
 
 void print(const Table& t, TableFormat format) { std::fputs(t.render(format).c_str(), stdout); }
@@ -154,6 +166,21 @@ int main(int argc, char** argv) {
   CLI::App* plot_cmd = interp_cmd->add_subcommand("plot", "PNG of the function, its fits and their error");
   add_table_options(plot_cmd);
   plot_cmd->add_option("--out", png, "the PNG to write (its data goes beside it as .csv)")->capture_default_str();
+  CLI::App* bench_cmd = interp_cmd->add_subcommand(
+      "bench", "time native vs tables, forward and backward, against a plain copy (pin it: taskset)");
+  std::string bench_fns = "exp,sigmoid,tanh,gelu", bench_methods = "uniform,binary_search,igelu";
+  std::string bench_segments = "16,64,256,1024,4096,16384,65536";
+  int64_t bench_n = 5000000;
+  int bench_reps = 21, bench_threads = 0;
+  bench_cmd->add_option("--fn", bench_fns, "functions, comma-separated, or all")->capture_default_str();
+  bench_cmd->add_option("--segments", bench_segments, "piece counts, comma-separated")->capture_default_str();
+  bench_cmd->add_option("--methods", bench_methods, "table methods besides native: uniform, binary_search, nonuniform, igelu")
+      ->capture_default_str();
+  bench_cmd->add_option("--n", bench_n, "float32 inputs per call")->capture_default_str();
+  bench_cmd->add_option("--reps", bench_reps, "timed rounds (medians are reported)")->capture_default_str();
+  bench_cmd->add_option("--threads", bench_threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")
+      ->capture_default_str();
+  add_format(bench_cmd);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -164,6 +191,31 @@ int main(int argc, char** argv) {
     if (*info_cmd) return info(format);
     if (*configs_cmd) return configs(format);
     if (*ckpt_cmd) return ckpt(file, format);
+    if (*interp_cmd && *bench_cmd) {
+      InterpBenchOptions o;
+      o.fns.clear();
+      o.methods.clear();
+      try {  // a bad name on the command line is a usage error (exit 2)
+        for (const std::string& f : split_list(bench_fns == "all" ? "exp,sigmoid,tanh,gelu,silu" : bench_fns))
+          o.fns.push_back(parse_interp_fn(f));
+        for (const std::string& m : split_list(bench_methods)) o.methods.push_back(parse_interp_method(m));
+      } catch (const ConfigError&) {
+        throw;
+      } catch (const Error& e) {
+        throw ConfigError(e.what());
+      }
+      o.segments = parse_int_list(bench_segments, "--segments");
+      o.n = bench_n;
+      o.reps = bench_reps;
+      if (bench_n < 1 || bench_reps < 1 || bench_threads < 0)
+        throw ConfigError("--n and --reps must be >= 1 and --threads >= 0");
+      if (bench_threads > 0) omp_set_num_threads(bench_threads);
+      const Table t = interp_bench_table(o, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
+      print(t, format);
+      std::fprintf(stderr, "n = %lld float32, %d threads, medians of %d rounds\n",
+                   static_cast<long long>(bench_n), omp_get_max_threads(), bench_reps);
+      return 0;
+    }
     if (*interp_cmd) {
       InterpToolOptions o;
       try {  // a bad name on the command line is a usage error (exit 2)

@@ -380,12 +380,13 @@ struct Table {
     // anything but x - max; wide activations).
     return value_outside(x, hn::MulAdd(x, k, b));
   }
+  // y = fma(x, k, b) is already NaN for a NaN x (and both compares are false for it), so
+  // only the two outside selects are needed.
   HWY_INLINE V value_outside(V x, V y) const {
     const V yb = below_flat ? below_b : hn::MulAdd(below_k, x, below_b);
     const V ya = above_flat ? above_b : hn::MulAdd(above_k, x, above_b);
     y = hn::IfThenElse(hn::Lt(x, lo), yb, y);
-    y = hn::IfThenElse(hn::Gt(x, hi), ya, y);
-    return hn::IfThenElse(hn::IsNaN(x), x, y);
+    return hn::IfThenElse(hn::Gt(x, hi), ya, y);
   }
 
   // interp_slope, lane-wise.

@@ -1,0 +1,66 @@
+// `qilin interp bench`: the interpolated functions against the native ones and a plain copy
+// on this machine's CPU (the paper's Tables 3, 11 and 12 in one command; issue 4, Must show 4).
+// bench/bench_interp adds the lookup-only bound loops to the same table.
+//
+// Method. One buffer set of n float32 inputs drawn from a distribution typical of the
+// function's place in a network (exp: x - max <= 0, as inside a softmax; the others centred
+// normals that fall almost entirely inside the default domains), dy uniform in [-1, 1].
+// Every candidate (copy, native, each table method and piece count, and any extra rows) is
+// warmed up twice, then the candidates of one function are timed round-robin, one call each
+// per round, for `reps` rounds: drift and interference hit every candidate alike. A row's
+// time is its median; a ratio to copy (or to native, or to the bound) is the median over
+// rounds of the per-round ratio, so it compares calls made a few milliseconds apart.
+// Bytes per element: forward 8 (x in, y out), backward 12 (x and dy in, dx out). Copy is
+// y = x forward and dx = x * dy backward, with the same threading as the kernels.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/interp.h"
+#include "train/table.h"
+
+namespace qilin {
+
+// A timed candidate: forward and (optionally) backward calls over the bench's buffers.
+struct InterpBenchCall {
+  std::string method;  // e.g. "uniform", "bound:gather-pd"
+  int64_t pieces = 0;  // 0: not a table
+  std::function<void()> forward;
+  std::function<void()> backward;  // empty: no backward row
+  bool is_bound = false;           // a lookup-only bound loop (bench/bench_interp.cpp)
+};
+
+// The buffers the calls run on (n floats each).
+struct InterpBenchBuffers {
+  const float* x;
+  const float* dy;
+  float* y;
+  float* dx;
+  int64_t n;
+};
+
+// Extra candidates for one (function, piece count): the uniform table's view and the buffers.
+using InterpBenchExtra =
+    std::function<std::vector<InterpBenchCall>(const InterpTableView&, const InterpBenchBuffers&)>;
+
+struct InterpBenchOptions {
+  std::vector<InterpFn> fns{InterpFn::kExp, InterpFn::kSigmoid, InterpFn::kTanh, InterpFn::kGelu};
+  std::vector<int64_t> segments{16, 64, 256, 1024, 4096, 16384, 65536};
+  // Table methods timed besides native: uniform, binary_search, nonuniform, igelu (gelu).
+  std::vector<InterpMethod> methods{InterpMethod::kUniform, InterpMethod::kBinarySearch,
+                                    InterpMethod::kIgelu};
+  int64_t n = 5000000;
+  int reps = 21;
+  InterpBenchExtra extra;  // bench/bench_interp: the bound loops
+};
+
+// Rows: fn, method, pieces, forward ms / GB/s / ratio to copy / speed-up over native, the
+// same for backward, and (with extra bound rows) the ratio to the fastest bound variant of
+// the piece count. Notes on the inputs go to `log` (one line per function).
+Table interp_bench_table(const InterpBenchOptions& options,
+                         const std::function<void(const std::string&)>& log = {});
+
+}  // namespace qilin
