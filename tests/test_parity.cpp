@@ -169,7 +169,8 @@ namespace qilin {
 namespace {
 
 // A checkpoint written by qilin loads strictly into the matching PyTorch model (the parity
-// models: timm-style ViT, torchvision's own resnet18) and gives the same logits.
+// models: timm-style ViT, torchvision's own resnet18, the timm-style RegNetY of
+// tests/parity/torch_reference.py) and gives the same logits.
 class CheckpointInPyTorch : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(CheckpointInPyTorch, LoadsStrictlyAndGivesTheSameLogits) {
@@ -210,7 +211,7 @@ TEST_P(CheckpointInPyTorch, LoadsStrictlyAndGivesTheSameLogits) {
   std::printf("%s", output.c_str());
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, CheckpointInPyTorch, ::testing::Values("vit", "resnet18"),
+INSTANTIATE_TEST_SUITE_P(Models, CheckpointInPyTorch, ::testing::Values("vit", "resnet18", "regnety"),
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace

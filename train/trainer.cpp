@@ -178,8 +178,22 @@ struct EvalResult {
   int64_t count = 0;
 };
 
+// `--profile` profiles the training steps (PAPER.md Table 4's shares of the forward and
+// backward time), so evaluation passes are left out of it.
+class ProfilerPause {
+ public:
+  ProfilerPause() : was_enabled_(Profiler::enabled()) { Profiler::enable(false); }
+  ~ProfilerPause() { Profiler::enable(was_enabled_); }
+  ProfilerPause(const ProfilerPause&) = delete;
+  ProfilerPause& operator=(const ProfilerPause&) = delete;
+
+ private:
+  bool was_enabled_;
+};
+
 EvalResult evaluate(Layer& model, TrainerData& data, bool test) {
   NoGradGuard no_grad;
+  ProfilerPause no_profile;
   const bool was_training = model.is_training();
   model.eval();
   EvalResult r;

@@ -2,7 +2,7 @@
 """Loads a checkpoint written by qilin into the matching PyTorch model, strictly, and
 checks that PyTorch's logits equal qilin's (issue: train program, Must show 5).
 
-Usage: check_qilin_checkpoint.py MODEL CKPT BATCH   (MODEL: vit | resnet20 | resnet18)
+Usage: check_qilin_checkpoint.py MODEL CKPT BATCH   (MODEL: vit | resnet20 | regnety | resnet18)
   CKPT   qilin's ckpt_<tag>.safetensors (the model's state dict)
   BATCH  a safetensors file with "input" (images) and "logits" (qilin's, in eval mode)
 Exit 0 when every key loads strictly and ||torch - qilin|| / ||qilin|| <= 1e-4."""

@@ -2,7 +2,7 @@
 """PyTorch side of the parity test (tests/test_parity.cpp).
 
 For each model it builds the PyTorch module from stock torch.nn layers written the way
-timm (ViT) and torchvision (ResNet) write them — or, for resnet18, torchvision's own
+timm (ViT, RegNetY) and torchvision (ResNet) write them — or, for resnet18, torchvision's own
 model — then saves to one safetensors file:
   param.<name>        the initial state dict (qilin loads it),
   input, target       one batch of images and labels,
@@ -13,7 +13,7 @@ model — then saves to one safetensors file:
   adamw.<name>        parameters after one AdamW step (lr 1e-3, betas (0.9, 0.999), wd 0.05),
 all from the same initial weights and gradients.
 
-Usage: torch_reference.py OUT_DIR [MODEL ...]   (models: vit resnet20 resnet18)
+Usage: torch_reference.py OUT_DIR [MODEL ...]   (models: vit resnet20 resnet18 regnety)
 Writes safetensors with plain json/struct (the safetensors module is not a dependency).
 """
 import json
@@ -177,16 +177,114 @@ class ResNet20(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
+# ---- timm-style RegNetY (models/regnety.h): timm regnet.RegNet with Y blocks, timm's names ----
+class ConvNormAct(nn.Module):
+    """timm ConvNormAct: conv (no bias, padding k // 2), BatchNorm, optional ReLU (timm keeps the
+    ReLU inside bn; it has no state, so the state-dict names are conv.* and bn.* either way)."""
+
+    def __init__(self, in_chs, out_chs, kernel, stride=1, groups=1, act=True):
+        super().__init__()
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel, stride, kernel // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(out_chs)
+        self.act = nn.ReLU(inplace=True) if act else nn.Identity()
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class SEModule(nn.Module):
+    """timm SEModule: x * sigmoid(fc2(relu(fc1(mean_hw(x))))), fc1/fc2 1x1 convs with bias."""
+
+    def __init__(self, channels, reduced):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, reduced, 1, bias=True)
+        self.act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(reduced, channels, 1, bias=True)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x):
+        s = x.mean((2, 3), keepdim=True)
+        return x * self.gate(self.fc2(self.act(self.fc1(s))))
+
+
+class RegBottleneck(nn.Module):
+    """timm regnet.Bottleneck: conv1 1x1, conv2 3x3 grouped (stride), SE, conv3 1x1 (no act),
+    plus the shortcut (downsample 1x1 conv + BN when width or stride changes), then ReLU."""
+
+    def __init__(self, in_chs, out_chs, stride, group_width=8, bottle_ratio=1.0, se_ratio=0.25):
+        super().__init__()
+        mid = int(round(out_chs * bottle_ratio))
+        self.conv1 = ConvNormAct(in_chs, mid, 1)
+        self.conv2 = ConvNormAct(mid, mid, 3, stride, groups=mid // group_width)
+        self.se = SEModule(mid, max(1, int(round(in_chs * se_ratio)))) if se_ratio else nn.Identity()
+        self.conv3 = ConvNormAct(mid, out_chs, 1, act=False)
+        self.act3 = nn.ReLU(inplace=True)
+        self.downsample = (ConvNormAct(in_chs, out_chs, 1, stride, act=False)
+                           if in_chs != out_chs or stride != 1 else None)
+
+    def forward(self, x):
+        shortcut = x if self.downsample is None else self.downsample(x)
+        y = self.conv3(self.se(self.conv2(self.conv1(x))))
+        return self.act3(y + shortcut)
+
+
+class RegNetY(nn.Module):
+    """qilin's regnety (models/regnety.cpp): stem 3x3 stride-2 conv + BN + ReLU to stem_width,
+    stages s1..sN of blocks b1..bM (the first with stride 2), head: global average pool, fc.
+    Init as timm's _init_weights (conv N(0, 2 / fan_out) with fan_out = k*k*out / groups, BN 1/0,
+    fc N(0, .01), zero biases) and Bottleneck.zero_init_last (conv3.bn.weight = 0)."""
+
+    def __init__(self, in_chans=1, num_classes=10, stem_width=32, widths=(24, 56, 152),
+                 depths=(1, 2, 4), group_width=8, bottle_ratio=1.0, se_ratio=0.25):
+        super().__init__()
+        self.stem = ConvNormAct(in_chans, stem_width, 3, 2)
+        chs = stem_width
+        for i, (w, d) in enumerate(zip(widths, depths)):
+            stage = nn.Module()  # children b1..bd: timm RegStage's names
+            for j in range(d):
+                stage.add_module(f"b{j + 1}", RegBottleneck(chs, w, 2 if j == 0 else 1, group_width,
+                                                            bottle_ratio, se_ratio))
+                chs = w
+            setattr(self, f"s{i + 1}", stage)
+        self.num_stages = len(widths)
+        self.head = nn.Module()
+        self.head.fc = nn.Linear(chs, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, RegBottleneck):
+                nn.init.zeros_(m.conv3.bn.weight)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for i in range(self.num_stages):
+            for block in getattr(self, f"s{i + 1}").children():
+                x = block(x)
+        return self.head.fc(x.mean((2, 3)))
+
+
 def build(name):
     """Model and input shape (B, C, H, W)."""
     if name == "vit":
         return VisionTransformer(), (8, 1, 28, 28), 10
     if name == "resnet20":
         return ResNet20(), (8, 1, 28, 28), 10
+    if name == "regnety":
+        return RegNetY(), (8, 1, 28, 28), 10
     if name == "resnet18":
         import torchvision
         return torchvision.models.resnet18(), (8, 3, 64, 64), 1000
-    raise SystemExit(f"unknown model {name!r}: expected vit, resnet20 or resnet18")
+    raise SystemExit(f"unknown model {name!r}: expected vit, resnet20, regnety or resnet18")
 
 
 def run(name, out_dir):
