@@ -11,10 +11,11 @@
 //     one 64-bit gather of each interleaved (k, b) pair plus a deinterleave, 1.5-1.8x
 //     faster here than two 32-bit gathers (QILIN_INTERP_PAIR_GATHER=0 selects those;
 //     bench/bench_interp.cpp measures both and scalar loads); the backward gathers k only.
-// The index of a uniform table is Algorithm 1 on the bit fields of d = fl32(x - a), lane by
-// lane exactly as uniform_index (core/interp_view.h); binary_search is a branchless vector
-// search over the breakpoints (one gather per level); nonuniform searches the segment
-// starts the same way, then runs Algorithm 1 with each lane's segment parameters.
+// The index of a uniform table is Algorithm 1's (uniform_index, core/interp_view.h), computed
+// in its closed form floor(fma(x, 2^(n-m), -a 2^(n-m))) where that is exact (UniformIndex);
+// binary_search is a branchless vector search over the breakpoints (one gather per level);
+// nonuniform searches the segment starts the same way, then runs Algorithm 1 with each
+// lane's segment parameters.
 // Out-of-domain lanes (x < lo, x > hi, ±Inf) and NaN are fixed up by branch-free selects
 // after the lookup; the result is bit for bit the scalar reference's (interp_eval,
 // interp_slope).
@@ -87,10 +88,6 @@ using M = hn::Mask<D>;
 #define QILIN_INTERP_AVX2 0
 #endif
 
-#ifndef QILIN_INTERP_SCALED_INDEX
-#define QILIN_INTERP_SCALED_INDEX 0
-#endif
-
 #ifndef QILIN_INTERP_PAIR_GATHER
 #define QILIN_INTERP_PAIR_GATHER 1
 #endif
@@ -130,33 +127,43 @@ HWY_INLINE VI algorithm1(V x, V a, VI shift_base, VI last) {
   return hn::Min(index, last);
 }
 
-// The same index as floor(fl(x - a) 2^(n-m)) = floor(fma(x, 2^(n-m), -a 2^(n-m))) (scaling by
-// a power of two commutes with rounding, and fl(x - a) is exact wherever it is subnormal),
-// clamped: 4 operations instead of Algorithm 1's 9. NaN and overflow convert to 0x80000000,
-// which the unsigned min maps to the last piece. (x86 only: relies on vcvttps2dq's result.)
-constexpr bool kScaledIndex = QILIN_INTERP_SCALED_INDEX;
-
+// The same index in closed form: floor(fl(x - a) 2^(n-m)) = floor(fma(x, 2^(n-m), -a 2^(n-m)))
+// (the fma rounds x 2^(n-m) - a 2^(n-m) = (x - a) 2^(n-m) once, and scaling by a power of two
+// commutes with rounding), clamped: 4 operations instead of Algorithm 1's 8, which the
+// register tables feel (forward 0.83-0.95 of a copy's bandwidth with Algorithm 1, 0.88-0.99
+// this way: docs/PERFORMANCE.md). test_interp proves Algorithm 1 equal to this clamp(floor())
+// on every float32 of its domains, and the kernels match the scalar Algorithm 1 bit for bit.
+// It needs -a 2^(n-m) exact in float32 (true unless it under- or overflows; then Algorithm 1
+// runs). NaN and overflow convert to 0x80000000, which the unsigned min maps to the last
+// piece; the outside selects fix those lanes. (x86: relies on vcvttps2dq's result.)
 struct UniformIndex {
   V a, scale, offset;
   VI shift_base, last;
+  bool scaled;
   explicit UniformIndex(const InterpTableView& t)
       : a(hn::Set(D(), t.lo)),
         scale(hn::Set(D(), std::ldexp(1.0f, t.n - t.m))),
         offset(hn::Set(D(), -t.lo * std::ldexp(1.0f, t.n - t.m))),
         shift_base(hn::Set(DI(), t.m + 150 - t.n)),
-        last(hn::Set(DI(), (1 << t.n) - 1)) {}
+        last(hn::Set(DI(), (1 << t.n) - 1)),
+        scaled(offset_is_exact(t)) {}
+  static bool offset_is_exact(const InterpTableView& t) {
+    const double exact = -static_cast<double>(t.lo) * std::ldexp(1.0, t.n - t.m);
+    const float rounded = static_cast<float>(exact);
+    return (QILIN_INTERP_AVX512 || QILIN_INTERP_AVX2) && static_cast<double>(rounded) == exact &&
+           (rounded == 0.0f || std::fabs(rounded) >= std::numeric_limits<float>::min()) &&
+           std::isfinite(rounded);
+  }
   HWY_INLINE VI operator()(V x) const {
+    if (scaled) {  // the same for every vector of a call: predicted
 #if QILIN_INTERP_AVX512
-    if constexpr (kScaledIndex) {
       const __m512 f = _mm512_max_ps(_mm512_fmadd_ps(x.raw, scale.raw, offset.raw), _mm512_setzero_ps());
       return VI{_mm512_min_epu32(_mm512_cvttps_epi32(f), last.raw)};
-    }
 #elif QILIN_INTERP_AVX2
-    if constexpr (kScaledIndex) {
       const __m256 f = _mm256_max_ps(_mm256_fmadd_ps(x.raw, scale.raw, offset.raw), _mm256_setzero_ps());
       return VI{_mm256_min_epu32(_mm256_cvttps_epi32(f), last.raw)};
-    }
 #endif
+    }
     return algorithm1(x, a, shift_base, last);
   }
 };

@@ -241,7 +241,7 @@ struct Domain {
   float a;
   int m;
 };
-// The paper's default domains, plus a = 0 (x = -0 gives d = -0) and short domains.
+// The paper's default domains, plus a = 0 (x = -0 gives d = -0), short domains and a tiny a.
 const std::vector<Domain>& domains() {
   static const std::vector<Domain> d = {
       {"exp[-16,0]", [](double x) { return std::exp(x); }, -16.0f, 4},
@@ -251,6 +251,10 @@ const std::vector<Domain>& domains() {
       {"silu[-16,16]", [](double x) { return x * ref_sigmoid(x); }, -16.0f, 5},
       {"sqrt[0,2]", [](double x) { return std::sqrt(std::max(x, 0.0)); }, 0.0f, 1},
       {"sin[0.75,0.8125]", [](double x) { return std::sin(x); }, 0.75f, -4},
+      // -a 2^(n-m) underflows to an inexact subnormal: the kernels' closed-form index cannot
+      // be used and Algorithm 1 runs.
+      {"log1p[1.5*2^-126,2^24]", [](double x) { return std::log1p(std::max(x, 0.0)); },
+       std::ldexp(1.5f, -126), 24},
   };
   return d;
 }
