@@ -45,6 +45,16 @@ struct InterpSegment {
   int32_t first = 0;  // index of its first piece in the table
 };
 
+// Per-row values of an interpolated softmax forward that its backward reuses, each `rows`
+// long: the row's maximum, the sum of its table exps, and the first index of the maximum (-1
+// when no entry equals it: a NaN row). Saving them spares the backward a max pass and a
+// table-exp pass over every row. (Pointers into the op's saved tensors, on the kernel's device.)
+struct InterpSoftmaxRowStats {
+  float* max = nullptr;
+  float* sum = nullptr;
+  int32_t* argmax = nullptr;
+};
+
 struct InterpTableView {
   InterpKind kind = InterpKind::kUniform;
   const float* kb = nullptr;  // 2 * pieces floats: k_0, b_0, k_1, b_1, ...

@@ -87,19 +87,38 @@ Tensor interp_softmax(const Tensor& x, std::shared_ptr<const InterpTable> table)
   const int64_t cols = x.dim() == 0 ? 1 : x.size(-1);
   const int64_t rows = cols == 0 ? 0 : x.numel() / cols;
   Tensor y = Tensor::empty(x.shape(), DType::kFloat32, x.device());
-  QILIN_DISPATCH(x.device(), interp_softmax_forward, table->view(), x.data<float>(), y.data<float>(), rows, cols);
-  if (!any_requires_grad({x})) return y;
+  const bool needs_grad = any_requires_grad({x});
+  const bool slope = spec.grad == InterpGrad::kSlope;
+  if (!needs_grad || !slope) {
+    QILIN_DISPATCH(x.device(), interp_softmax_forward, table->view(), x.data<float>(), y.data<float>(),
+                   rows, cols, nullptr);
+    if (!needs_grad) return y;
+    // grad: table: the softmax backward from y alone.
+    return record_op(y, "interp_softmax", {x}, [y_saved = y.detach(), rows, cols](const Tensor& gy, GradSlots& g) {
+      Tensor dx = Tensor::empty(gy.shape(), DType::kFloat32, gy.device());
+      QILIN_DISPATCH(gy.device(), softmax_backward, dx.data<float>(), y_saved.data<float>(), gy.data<float>(),
+                     rows, cols);
+      g.add(0, dx);
+    });
+  }
+  // grad: slope: the backward needs x, y and the rows' max, sum and argmax (saved here, so it
+  // runs one table pass per row instead of three).
+  Tensor row_max = Tensor::empty({rows}, DType::kFloat32, x.device());
+  Tensor row_sum = Tensor::empty({rows}, DType::kFloat32, x.device());
+  Tensor row_argmax = Tensor::empty({rows}, DType::kInt32, x.device());
+  const InterpSoftmaxRowStats stats{row_max.data<float>(), row_sum.data<float>(),
+                                                  row_argmax.data<int32_t>()};
+  QILIN_DISPATCH(x.device(), interp_softmax_forward, table->view(), x.data<float>(), y.data<float>(),
+                 rows, cols, &stats);
   return record_op(y, "interp_softmax", {x},
-                   [x_saved = x.detach(), y_saved = y.detach(), table, rows, cols](const Tensor& gy, GradSlots& g) {
+                   [x_saved = x.detach(), y_saved = y.detach(), table, rows, cols, row_max, row_sum,
+                    row_argmax](const Tensor& gy, GradSlots& g) mutable {
                      Tensor dx = Tensor::empty(gy.shape(), DType::kFloat32, gy.device());
-                     if (table->spec().grad == InterpGrad::kTable) {
-                       QILIN_DISPATCH(gy.device(), softmax_backward, dx.data<float>(), y_saved.data<float>(),
-                                      gy.data<float>(), rows, cols);
-                     } else {
-                       QILIN_DISPATCH(gy.device(), interp_softmax_backward_slope, table->view(),
-                                      x_saved.data<float>(), y_saved.data<float>(), gy.data<float>(),
-                                      dx.data<float>(), rows, cols, false);
-                     }
+                     const InterpSoftmaxRowStats saved{row_max.data<float>(), row_sum.data<float>(),
+                                                      row_argmax.data<int32_t>()};
+                     QILIN_DISPATCH(gy.device(), interp_softmax_backward_slope, table->view(),
+                                    x_saved.data<float>(), y_saved.data<float>(), gy.data<float>(),
+                                    dx.data<float>(), rows, cols, false, &saved);
                      g.add(0, dx);
                    });
 }

@@ -630,33 +630,45 @@ HWY_INLINE float row_max(D d, const float* x, int64_t n, int64_t* argmax) {
 }
 
 template <class Tab>
-void softmax_forward_rows(const Tab& tab, const float* x, float* y, int64_t rows, int64_t cols) {
+void softmax_forward_rows(const Tab& tab, const float* x, float* y, int64_t rows, int64_t cols,
+                          const InterpSoftmaxRowStats* stats) {
   parallel_for(rows, cols * (2 + tab.cost), [&](int64_t r0, int64_t r1) {
     const D d;
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x + r * cols;
       float* yr = y + r * cols;
-      const V vmax = hn::Set(d, row_max(d, xr, cols, nullptr));
+      int64_t argmax = -1;
+      const float max = row_max(d, xr, cols, stats ? &argmax : nullptr);
+      const V vmax = hn::Set(d, max);
       V vsum = hn::Zero(d);
       for_each_vector(d, 0, cols, [&](int64_t i, M m, bool full) {
         const V e = tab.value(d, hn::Sub(load(d, xr + i, m, full), vmax));
         store(d, e, yr + i, m, full);
         vsum = hn::Add(vsum, hn::IfThenElseZero(m, e));
       });
-      const V inv = hn::Set(d, 1.0f / hn::GetLane(hn::SumOfLanes(d, vsum)));
+      const float sum = hn::GetLane(hn::SumOfLanes(d, vsum));
+      const V inv = hn::Set(d, 1.0f / sum);
       for_each_vector(d, 0, cols, [&](int64_t i, M m, bool full) {
         store(d, hn::Mul(load(d, yr + i, m, full), inv), yr + i, m, full);
       });
+      if (stats) {
+        stats->max[r] = max;
+        stats->sum[r] = sum;
+        stats->argmax[r] = static_cast<int32_t>(argmax);
+      }
     }
   });
 }
 
 // g_j = k(s_j) (gy_j - sum_i gy_i y_i) / sum_i e_i, gx_j (=|+=) g_j, and gx at the first
-// argmax (-)= sum_j g_j (the max's own dependence on x; see interp.h).
+// argmax (-)= sum_j g_j (the max's own dependence on x; see interp.h). The row's max, sum and
+// argmax come from the forward's stats, or are recomputed exactly as the forward computed
+// them (same vector order: the same bits).
 template <class Tab>
 void softmax_backward_rows(const Tab& tab, const float* x, const float* y, const float* gy,
-                           float* gx, int64_t rows, int64_t cols, bool accumulate) {
-  parallel_for(rows, cols * (3 + 2 * tab.cost), [&](int64_t r0, int64_t r1) {
+                           float* gx, int64_t rows, int64_t cols, bool accumulate,
+                           const InterpSoftmaxRowStats* stats) {
+  parallel_for(rows, cols * (stats ? 3 + tab.cost : 3 + 2 * tab.cost), [&](int64_t r0, int64_t r1) {
     const D d;
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x + r * cols;
@@ -664,14 +676,26 @@ void softmax_backward_rows(const Tab& tab, const float* x, const float* y, const
       const float* gyr = gy + r * cols;
       float* gxr = gx + r * cols;
       int64_t argmax = -1;
-      const V vmax = hn::Set(d, row_max(d, xr, cols, &argmax));
-      V vsum = hn::Zero(d), vdot = hn::Zero(d);
-      for_each_vector(d, 0, cols, [&](int64_t i, M m, bool full) {
-        const V e = tab.value(d, hn::Sub(load(d, xr + i, m, full), vmax));
-        vsum = hn::Add(vsum, hn::IfThenElseZero(m, e));
-        vdot = hn::MulAdd(load(d, gyr + i, m, full), load(d, yr + i, m, full), vdot);
-      });
-      const V inv_sum = hn::Set(d, 1.0f / hn::GetLane(hn::SumOfLanes(d, vsum)));
+      V vmax, vdot = hn::Zero(d);
+      float sum;
+      if (stats) {
+        vmax = hn::Set(d, stats->max[r]);
+        sum = stats->sum[r];
+        argmax = stats->argmax[r];
+        for_each_vector(d, 0, cols, [&](int64_t i, M m, bool full) {
+          vdot = hn::MulAdd(load(d, gyr + i, m, full), load(d, yr + i, m, full), vdot);
+        });
+      } else {
+        vmax = hn::Set(d, row_max(d, xr, cols, &argmax));
+        V vsum = hn::Zero(d);
+        for_each_vector(d, 0, cols, [&](int64_t i, M m, bool full) {
+          const V e = tab.value(d, hn::Sub(load(d, xr + i, m, full), vmax));
+          vsum = hn::Add(vsum, hn::IfThenElseZero(m, e));
+          vdot = hn::MulAdd(load(d, gyr + i, m, full), load(d, yr + i, m, full), vdot);
+        });
+        sum = hn::GetLane(hn::SumOfLanes(d, vsum));
+      }
+      const V inv_sum = hn::Set(d, 1.0f / sum);
       const V dot = hn::Set(d, hn::GetLane(hn::SumOfLanes(d, vdot)));
       V vg = hn::Zero(d);
       for_each_vector(d, 0, cols, [&](int64_t i, M m, bool full) {
@@ -686,15 +710,15 @@ void softmax_backward_rows(const Tab& tab, const float* x, const float* y, const
 }
 
 void softmax_forward_impl(const InterpTableView& t, const float* x, float* y, int64_t rows,
-                          int64_t cols) {
-  visit_table(t, [&](const auto& tab) { softmax_forward_rows(tab, x, y, rows, cols); });
+                          int64_t cols, const InterpSoftmaxRowStats* stats) {
+  visit_table(t, [&](const auto& tab) { softmax_forward_rows(tab, x, y, rows, cols, stats); });
 }
 
 void softmax_backward_slope_impl(const InterpTableView& t, const float* x, const float* y,
                                  const float* gy, float* gx, int64_t rows, int64_t cols,
-                                 bool accumulate) {
+                                 bool accumulate, const InterpSoftmaxRowStats* stats) {
   visit_table(t, [&](const auto& tab) {
-    softmax_backward_rows(tab, x, y, gy, gx, rows, cols, accumulate);
+    softmax_backward_rows(tab, x, y, gy, gx, rows, cols, accumulate, stats);
   });
 }
 
@@ -773,18 +797,22 @@ void igelu_backward(const float* x, const float* dy, float* dx, int64_t n, bool 
 }
 
 void interp_softmax_forward(const InterpTableView& t, const float* x, float* y, int64_t rows,
-                            int64_t cols) {
+                            int64_t cols, const InterpSoftmaxRowStats* stats) {
   if (rows <= 0 || cols <= 0) return;
   check_view(t, "interp_softmax_forward");
-  HWY_DYNAMIC_DISPATCH(softmax_forward_impl)(t, x, y, rows, cols);
+  QILIN_CHECK(!stats || (stats->max && stats->sum && stats->argmax),
+              "interp_softmax_forward: row stats need all of max, sum and argmax");
+  HWY_DYNAMIC_DISPATCH(softmax_forward_impl)(t, x, y, rows, cols, stats);
 }
 
 void interp_softmax_backward_slope(const InterpTableView& t, const float* x, const float* y,
                                    const float* gy, float* gx, int64_t rows, int64_t cols,
-                                   bool accumulate) {
+                                   bool accumulate, const InterpSoftmaxRowStats* stats) {
   if (rows <= 0 || cols <= 0) return;
   check_view(t, "interp_softmax_backward_slope");
-  HWY_DYNAMIC_DISPATCH(softmax_backward_slope_impl)(t, x, y, gy, gx, rows, cols, accumulate);
+  QILIN_CHECK(!stats || (stats->max && stats->sum && stats->argmax),
+              "interp_softmax_backward_slope: row stats need all of max, sum and argmax");
+  HWY_DYNAMIC_DISPATCH(softmax_backward_slope_impl)(t, x, y, gy, gx, rows, cols, accumulate, stats);
 }
 
 }  // namespace qilin::kernels::cpu

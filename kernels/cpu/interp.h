@@ -31,16 +31,19 @@ void igelu_forward(const float* x, float* y, int64_t n);
 void igelu_backward(const float* x, const float* dy, float* dx, int64_t n, bool accumulate);
 
 // Softmax over rows of `cols` with the table exp (t interpolates exp on a domain [a, 0]):
-// e_j = interp_eval(t, x_j - max_j x), y_j = e_j / sum_j e_j. (writes)
+// e_j = interp_eval(t, x_j - max_j x), y_j = e_j / sum_j e_j. (writes y, and the row stats
+// when `stats` is given: InterpSoftmaxRowStats, core/interp_view.h)
 void interp_softmax_forward(const InterpTableView& t, const float* x, float* y, int64_t rows,
-                            int64_t cols);
+                            int64_t cols, const InterpSoftmaxRowStats* stats = nullptr);
 // The exact derivative of interp_softmax_forward (grad: slope): with s_j = x_j - max,
 // g_j = k(s_j) (gy_j - sum_i gy_i y_i) / sum_i e_i, then gx_j = g_j, minus sum_i g_i at
 // the first index of the row's maximum (the max's own dependence on x; zero for the exact
-// exp, not for a table). For grad: table, the ordinary softmax backward from y is used
-// (kernels/cpu/softmax.h). (writes, or += when accumulate)
+// exp, not for a table). `stats`: the forward's row stats of this x (then max and sum are
+// not recomputed; the result is the same bit for bit), or null. For grad: table, the
+// ordinary softmax backward from y is used (kernels/cpu/softmax.h). (writes, or += when
+// accumulate)
 void interp_softmax_backward_slope(const InterpTableView& t, const float* x, const float* y,
                                    const float* gy, float* gx, int64_t rows, int64_t cols,
-                                   bool accumulate);
+                                   bool accumulate, const InterpSoftmaxRowStats* stats = nullptr);
 
 }  // namespace qilin::kernels::cpu

@@ -534,5 +534,37 @@ TEST(InterpKernels, SoftmaxSlopeBackwardIsTheExactDerivativeByCentralDifferences
   });
 }
 
+TEST(InterpKernels, SoftmaxBackwardFromSavedRowStatsEqualsRecomputingThemBitForBit) {
+  OwnedTable t;
+  make_uniform(&t, [](double x) { return std::exp(x); }, -16.0f, 4, 12, true);
+  const int64_t rows = 9, cols = 50;
+  std::mt19937 gen(11);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> x(rows * cols), gy(rows * cols);
+  for (float& v : x) v = normal(gen);
+  for (float& v : gy) v = normal(gen);
+  x[3 * cols + 7] = x[3 * cols + 30] = 20.0f;  // a repeated maximum: the first one is argmax
+  x[5 * cols + 2] = -kInf;
+  x[6 * cols + 9] = kNaN;  // a NaN row (all NaN out)
+  for_each_simd_target([&](const std::string& target) {
+    std::vector<float> y(x.size()), y_stats(x.size()), max(rows), sum(rows);
+    std::vector<int32_t> argmax(rows);
+    const InterpSoftmaxRowStats stats{max.data(), sum.data(), argmax.data()};
+    kc::interp_softmax_forward(t.view, x.data(), y.data(), rows, cols);
+    kc::interp_softmax_forward(t.view, x.data(), y_stats.data(), rows, cols, &stats);
+    EXPECT_EQ(std::memcmp(y.data(), y_stats.data(), y.size() * sizeof(float)), 0) << target;
+    EXPECT_EQ(argmax[3], 7) << target;
+    for (bool acc : {false, true}) {
+      std::vector<float> gx(x.size(), 0.25f), gx_stats(x.size(), 0.25f);
+      kc::interp_softmax_backward_slope(t.view, x.data(), y.data(), gy.data(), gx.data(), rows, cols, acc);
+      kc::interp_softmax_backward_slope(t.view, x.data(), y.data(), gy.data(), gx_stats.data(), rows,
+                                        cols, acc, &stats);
+      for (size_t i = 0; i < gx.size(); ++i)
+        ASSERT_TRUE(to_bits(gx[i]) == to_bits(gx_stats[i]) || (std::isnan(gx[i]) && std::isnan(gx_stats[i])))
+            << target << (acc ? " +=" : "") << " element " << i << ": " << gx[i] << " vs " << gx_stats[i];
+    }
+  });
+}
+
 }  // namespace
 }  // namespace qilin
