@@ -3,10 +3,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 #include <string>
 
+#include "core/random.h"
 #include "core/safetensors.h"
 #include "core/tensor.h"
 #include "tests/cli_testing.h"
@@ -143,6 +145,53 @@ TEST(QilinCli, InterpBenchTimesCopyNativeAndEachTablePerDirection) {
   }
   EXPECT_EQ(run_program("qilin", "interp bench --fn cosh").exit_code, 2);
   EXPECT_EQ(run_program("qilin", "interp bench --n 0").exit_code, 2);
+}
+
+TEST(QilinCli, Qfp8TablePrintsEveryCodeWithItsValue) {
+  auto r = run_program("qilin", "qfp8 table --layout e4m3 --bias 15 --format csv");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("code,sign,exponent,mantissa,value\n", 0), 0u) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 257) << r.output;
+  // DESIGN.md §4.2: e4m3 with bias 15 has max 1.875 (the bias amax = 1.875 picks); 0x80 is -0;
+  // the smallest subnormal is 2^-3 * 2^(1 - 15) = 2^-17.
+  for (const char* row : {"\n0x00,0,0,0,0\n", "\n0x01,0,0,1,7.62939453e-06\n", "\n0x78,0,15,0,1\n",
+                          "\n0x7F,0,15,7,1.875\n", "\n0x80,1,0,0,-0\n", "\n0xFF,1,15,7,-1.875\n"})
+    EXPECT_NE(r.output.find(row), std::string::npos) << row << r.output;
+  r = run_program("qilin", "qfp8 table --layout e2m5 --format csv");  // standard bias 1: (2 - 2^-5) 2^2
+  EXPECT_NE(r.output.find("\n0x7F,0,3,31,7.875\n"), std::string::npos) << r.output;
+  r = run_program("qilin", "qfp8 table --layout e4m3 --bias 200");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--bias 200"), std::string::npos) << r.output;
+  r = run_program("qilin", "qfp8 table --layout e6m1");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("e6m1"), std::string::npos) << r.output;
+}
+
+TEST(QilinCli, Qfp8SqnrRanksTheLayoutsOnGaussianWeights) {
+  const std::string file = std::filesystem::temp_directory_path() / ("qilin_sqnr_" + std::to_string(getpid()) + ".safetensors");
+  Generator gen(3);
+  save_safetensors(file, {{"fc.weight", rand_normal({64, 256}, gen)}, {"fc.bias", rand_normal({64}, gen)}});
+  auto r = run_program("qilin", "qfp8 sqnr --ckpt " + file + " --granularity per_tensor --format csv");
+  std::filesystem::remove(file);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("tensor,shape,elements,qfp8_e2m5,qfp8_e3m4,qfp8_e4m3,qfp8_e5m2,qfp8_auto,int8,fp8_e4m3,fp8_e5m2,best\n", 0), 0u)
+      << r.output;
+  EXPECT_EQ(r.output.find("fc.bias"), std::string::npos) << "1-dim tensors are not weights\n" << r.output;
+  const size_t at = r.output.find("\nfc.weight,");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  std::vector<std::string> cells;
+  std::stringstream ss(r.output.substr(at + 1, r.output.find('\n', at + 1) - at - 1));
+  for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+  ASSERT_EQ(cells.size(), 13u) << r.output;  // the shape "[64, 256]" is one quoted cell split in two here
+  // Gaussian weights, per tensor (DESIGN.md §4.2): e2m5 ~42.4 > e3m4 ~37.6 > e4m3 ~31.5 > e5m2.
+  const double e2m5 = std::stod(cells[4]), e3m4 = std::stod(cells[5]), e4m3 = std::stod(cells[6]),
+               e5m2 = std::stod(cells[7]);
+  EXPECT_GT(e2m5, e3m4 + 3) << r.output;
+  EXPECT_GT(e3m4, e4m3 + 3) << r.output;
+  EXPECT_GT(e4m3, e5m2 + 3) << r.output;
+  EXPECT_NEAR(e4m3, 31.5, 1.0) << r.output;
+  EXPECT_EQ(cells[12], "qfp8_e2m5") << r.output;
+  EXPECT_EQ(run_program("qilin", "qfp8 sqnr --ckpt /nonexistent.safetensors").exit_code, 1);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 
 #include "core/error.h"
 #include "core/interp.h"
+#include "core/qfp8.h"
 #include "models/model_spec.h"
 #include "train/lr_schedule.h"
 #include "train/progress.h"
@@ -36,7 +37,8 @@ enum class DeviceChoice : uint8_t { kAuto, kCpu, kCuda };     // auto: CUDA when
 enum class DatasetKind : uint8_t { kFashionMnist, kMnist, kCifar10, kImageFolder, kSynthetic };
 enum class OptimizerKind : uint8_t { kSgd, kAdamW };
 enum class ResumeMode : uint8_t { kAuto, kNone, kPath };
-enum class QuantFormat : uint8_t { kNone };  // the QFP8 and comparison formats: later issue
+// QuantFormat (core/qfp8.h): the `quant` section accepts only `none` until the quantized
+// layers and the ptq / qat modes land.
 
 struct RunSection {
   std::string name;  // filled with the config file's stem when not given

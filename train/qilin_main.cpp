@@ -7,6 +7,9 @@
 //   qilin interp plot  --fn F --segments LIST [--domain a,b] [--method M] --out FILE.png
 //   qilin interp bench [--fn F,...|all] [--segments LIST] [--methods M,...] [--n N] [--reps R]
 //                      [--threads T]
+//   qilin qfp8 table --layout L [--bias B]     every code of a QFP8 layout and its value
+//   qilin qfp8 sqnr --ckpt FILE [--granularity per_channel|per_tensor]
+//                                            per-layer SQNR of each 8-bit format on the weights
 // Exit codes: 0 done; 2 bad command line; 1 any other error (a missing or corrupt file).
 #include <CLI/CLI.hpp>
 #include <omp.h>
@@ -14,6 +17,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -24,6 +28,7 @@
 #include "train/config.h"
 #include "train/interp_bench.h"
 #include "train/interp_tool.h"
+#include "train/qfp8_tool.h"
 #include "train/table.h"
 
 #ifndef QILIN_SOURCE_DIR
@@ -181,6 +186,19 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--threads", bench_threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")
       ->capture_default_str();
   add_format(bench_cmd);
+  // qilin qfp8 ...
+  CLI::App* qfp8_cmd = app.add_subcommand("qfp8", "QFP8 codes and the SQNR of 8-bit formats on a checkpoint");
+  qfp8_cmd->require_subcommand(1);
+  std::string layout_name = "e3m4", granularity_name = "per_channel", sqnr_ckpt;
+  std::optional<int32_t> qfp8_bias;
+  CLI::App* qtable_cmd = qfp8_cmd->add_subcommand("table", "every code of a layout with its value");
+  qtable_cmd->add_option("--layout", layout_name, "e2m5 | e3m4 | e4m3 | e5m2")->capture_default_str();
+  qtable_cmd->add_option("--bias", qfp8_bias, "the integer exponent bias (default: the layout's standard 2^(E-1) - 1)");
+  add_format(qtable_cmd);
+  CLI::App* sqnr_cmd = qfp8_cmd->add_subcommand("sqnr", "per-layer SQNR (dB) of each 8-bit format on a checkpoint's weights");
+  sqnr_cmd->add_option("--ckpt", sqnr_ckpt, "a .safetensors checkpoint")->required();
+  sqnr_cmd->add_option("--granularity", granularity_name, "per_channel | per_tensor")->capture_default_str();
+  add_format(sqnr_cmd);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -191,6 +209,18 @@ int main(int argc, char** argv) {
     if (*info_cmd) return info(format);
     if (*configs_cmd) return configs(format);
     if (*ckpt_cmd) return ckpt(file, format);
+    if (*qfp8_cmd && *qtable_cmd) {
+      const auto layout = parse_qfp8_layout(layout_name);
+      if (!layout) throw ConfigError("--layout " + layout_name + ": expected one of " + qfp8_layout_names());
+      print(qfp8_code_table(*layout, qfp8_bias.value_or(qfp8_standard_bias(*layout))), format);
+      return 0;
+    }
+    if (*qfp8_cmd && *sqnr_cmd) {
+      const auto granularity = parse_granularity(granularity_name);
+      if (!granularity) throw ConfigError("--granularity " + granularity_name + ": expected per_channel or per_tensor");
+      print(qfp8_sqnr_table(sqnr_ckpt, *granularity), format);
+      return 0;
+    }
     if (*interp_cmd && *bench_cmd) {
       InterpBenchOptions o;
       o.fns.clear();
