@@ -1,0 +1,576 @@
+// CPU kernels of the 8-bit formats (see quant.h; DESIGN.md §4.2). Branch-free arithmetic forms
+// of the scalar codec of core/qfp8.h, equal to it bit for bit:
+//
+// QFP8 / OCP FP8 rounding. The reference rounds a = |x| to q * s, s = 2^(e - M), e =
+// max(floor(log2 a), e_min), q = rne(a / s). Here: with C = 2^(e - M + 23), fl(a + C) is
+// C + rne(a / s) * s exactly (a + C lies in [C, 2C), whose float spacing is s, and the sum's
+// significand parity is q's, so IEEE ties-to-even is ties-to-even on q), and subtracting C
+// is exact (Sterbenz). C's exponent field is max(a's, e_min's) + 23 - M: two integer ops.
+// a is clamped to max first (max is a grid point and rounding is monotonic, so this equals
+// the reference's clamp after rounding, and keeps ±Inf out of the sum).
+// C stays a normal float for every β <= 126 at the low end (C_min >= 2^-107), but overflows
+// when max's exponent T exceeds 104 + M (β near its lower limit, max up to 2^128). For those
+// β only, a is first scaled by 2^K, K = -T (clamped to -126), which puts max in [1, 4) and
+// the smallest step at >= 2^-33: every value that can round to a nonzero code is scaled
+// exactly, and the result is scaled back by 2^-K exactly (every code value is a float32).
+// Values that the scaling rounds (below 2^-126 after it) are far below half the smallest
+// step and round to 0 either way. OCP FP8 uses its scale instead of 2^K
+// (t = x * scale, decode / scale: the reference's own float operations, so the division
+// stays a division).
+// int8: round(clamp(x / scale, ±127)) * scale with hn::Round (ties to even, as nearbyint),
+// + 0.0f turning -0 into the +0 that the reference's int8_t conversion gives.
+//
+// Packed codes reuse the rounding: bits(fl(a + C)) - bits(C) is q and the exponent
+// distance (C - C_min) >> 23 gives the code's exponent field: code = ((e - e_min) << M) + q,
+// the reference's formula. Decode builds normal codes from their bits (code << (23 - M) plus
+// the exponent offset) and subnormal codes as f * 2^(e_min - M).
+//
+// amax is an integer max over |x|'s bits: for non-negative floats the integer order is the
+// float order, and NaN's bits exceed Inf's, so a NaN anywhere wins (hn::Max on floats would
+// drop NaN depending on the operand order).
+//
+// Highway compiles this file once per x86 target (AVX2, AVX-512) through foreach_target.h;
+// HWY_DYNAMIC_DISPATCH picks the best one the CPU has at run time. OpenMP through
+// parallel_for over all elements; a chunk crossing rows switches parameters at each row.
+
+// clang-format off
+// The build's baseline is x86-64-v3 (AVX2): targets below it would only cost compile time.
+#ifndef HWY_DISABLED_TARGETS
+#define HWY_DISABLED_TARGETS (HWY_SSSE3 | HWY_SSE4)
+#endif
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/quant.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+// clang-format on
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "hwy/highway.h"
+#include "kernels/cpu/parallel.h"
+#include "kernels/cpu/quant.h"
+
+#ifndef QILIN_KERNELS_CPU_QUANT_ONCE
+#define QILIN_KERNELS_CPU_QUANT_ONCE
+namespace qilin::kernels::cpu::quant_detail {
+
+constexpr int32_t kExponentMask = 0x7F800000;
+constexpr int32_t kAbsMask = 0x7FFFFFFF;
+constexpr int32_t kFloatMantissaBits = 23;
+
+// One channel's constants for the vector forms (see the file comment). Built per row from
+// bits with integer arithmetic only: per-channel rows of 1024 values take about 250 cycles
+// of vector work, so the set-up must cost little next to that (bench_quant per_channel).
+struct Grid {
+  float pre = 1.0f;         // qfp8: 2^K (multiply); fp8: scale (multiply); int8: scale (divide)
+  float post = 1.0f;        // qfp8: 2^-K (multiply); fp8: scale (divide); int8: scale (multiply)
+  float max_scaled = 0.0f;  // max in the scaled domain (qfp8: max 2^K; fp8: 448 / 57344)
+  int32_t emin_bits = 0;    // bits of 2^e_min in the scaled domain
+  int32_t step_shift = 0;   // (23 - M) << 23: from 2^e's bits to C = 2^(e - M + 23)'s
+  int32_t mantissa_bits = 0;
+  int32_t max_code = 0;     // the largest code magnitude: 0x7F, 0x7E (E4M3FN), 0x7B (E5M2)
+  bool scaled = false;      // qfp8: K != 0 (pre / post are not 1)
+};
+
+inline float float_of_bits(int32_t bits) { return qfp8_detail::bits_float(static_cast<uint32_t>(bits)); }
+
+// A minifloat with M mantissa bits, smallest exponent e_min and max's exponent t, scaled by
+// 2^k: max 2^k = (2 - 2^-M) 2^(t + k), whose bits are the exponent and M leading ones.
+inline void set_minifloat(Grid* g, int32_t mantissa_bits, int32_t e_min, int32_t t, int32_t k) {
+  g->mantissa_bits = mantissa_bits;
+  g->emin_bits = (e_min + k + 127) << kFloatMantissaBits;
+  g->step_shift = (kFloatMantissaBits - mantissa_bits) << kFloatMantissaBits;
+  g->max_scaled = float_of_bits(((t + k + 127) << kFloatMantissaBits) |
+                                (((1 << mantissa_bits) - 1) << (kFloatMantissaBits - mantissa_bits)));
+}
+
+inline Grid make_grid(const QuantChannel& c) {
+  Grid g;
+  switch (c.format) {
+    case QuantFormat::kNone: break;
+    case QuantFormat::kQfp8: {
+      // Unscaled (K = 0) wherever C = 2^(e - M + 23) stays finite for e up to max's exponent
+      // T; C_min is normal for every β <= 126. That covers every β a tensor of ordinary
+      // range gets, and saves two multiplies per vector (bench_quant).
+      const int32_t m = c.layout.mantissa_bits;
+      const int32_t t = qfp8_max_exponent(c.layout, c.beta);
+      const int32_t k = t + kFloatMantissaBits - m <= 127 ? 0 : std::max(-t, -126);
+      g.scaled = k != 0;
+      g.pre = float_of_bits((k + 127) << kFloatMantissaBits);
+      g.post = float_of_bits((127 - k) << kFloatMantissaBits);
+      g.max_code = 0x7F;
+      set_minifloat(&g, m, 1 - c.beta, t, k);
+      break;
+    }
+    case QuantFormat::kFp8E4M3:  // E4M3FN: max 448 = 1.75 * 2^8, one step below QFP8's 480
+      g.pre = g.post = c.scale;
+      g.max_code = kFp8E4M3MaxCode;
+      set_minifloat(&g, kQfp8E4M3.mantissa_bits, 1 - kFp8E4M3Bias, 8, 0);
+      g.max_scaled = kFp8E4M3Max;
+      break;
+    case QuantFormat::kFp8E5M2:  // max 57344 = 1.75 * 2^15
+      g.pre = g.post = c.scale;
+      g.max_code = kFp8E5M2MaxCode;
+      set_minifloat(&g, kQfp8E5M2.mantissa_bits, 1 - kFp8E5M2Bias, 15, 0);
+      break;
+    case QuantFormat::kInt8: g.pre = g.post = c.scale; break;
+  }
+  return g;
+}
+
+// Decoding a minifloat code: normal codes are the bits (code << (23 - M)) + offset, subnormal
+// ones f * subnormal_step (2^(e_min - M), possibly a float32 subnormal: the product is exact).
+struct DecodeGrid {
+  int32_t mantissa_bits = 0;
+  int32_t offset = 0;
+  float subnormal_step = 0.0f;
+};
+inline DecodeGrid make_decode_grid(const QuantChannel& c) {
+  int32_t m = 0, e_min = 0;
+  switch (c.format) {
+    case QuantFormat::kQfp8: m = c.layout.mantissa_bits; e_min = 1 - c.beta; break;
+    case QuantFormat::kFp8E4M3: m = kQfp8E4M3.mantissa_bits; e_min = 1 - kFp8E4M3Bias; break;
+    case QuantFormat::kFp8E5M2: m = kQfp8E5M2.mantissa_bits; e_min = 1 - kFp8E5M2Bias; break;
+    default: return {};
+  }
+  return {m, (e_min + 126) << kFloatMantissaBits, qfp8_detail::exp2i(e_min - m)};
+}
+
+// The parameter entries must fit the geometry, share one format, and be codable: QFP8 a known
+// layout with β in range (the K scaling relies on it), the scales positive and finite (the
+// FP8 forms take the sign from x, not from x * scale). Returns false when there is no data
+// (nothing to check or do).
+inline bool check_params(const QuantChannel* params, int64_t n_params, int64_t channels,
+                         int64_t inner, const char* kernel) {
+  QILIN_CHECK(channels >= 0 && inner >= 0, kernel, ": bad geometry [", channels, ", ", inner, "]");
+  if (channels * inner == 0) return false;
+  QILIN_CHECK(params != nullptr && (n_params == 1 || n_params == channels), kernel, ": ", n_params,
+              " parameter entries for ", channels, " channels (expected 1 or ", channels, ")");
+  const QuantFormat format = params[0].format;
+  for (int64_t i = 0; i < n_params; ++i) {
+    const QuantChannel& c = params[i];
+    QILIN_CHECK(c.format == format, kernel, ": entry ", i, " has format ",
+                quant_format_name(c.format), ", entry 0 ", quant_format_name(format));
+    if (format == QuantFormat::kQfp8) {
+      const bool known = c.layout.exponent_bits >= 2 && c.layout.exponent_bits <= 5 &&
+                         c.layout.exponent_bits + c.layout.mantissa_bits == 7;
+      QILIN_CHECK(known && qfp8_bias_in_range(c.layout, c.beta), kernel, ": entry ", i,
+                  ": QFP8 e", c.layout.exponent_bits, "m", c.layout.mantissa_bits, " bias ", c.beta,
+                  " is not a valid layout and bias");
+    } else if (format != QuantFormat::kNone) {
+      QILIN_CHECK(c.scale > 0.0f && c.scale <= qfp8_detail::float_max(), kernel, ": entry ", i,
+                  ": scale ", c.scale, " must be positive and finite");
+    }
+  }
+  return true;
+}
+
+// Calls fn(begin, end, entry) over [0, channels * inner) in parallel, each call inside one
+// row (or anywhere with a single entry). `cost`: work per element relative to a copy.
+template <typename Fn>
+void for_each_run(const QuantChannel* params, int64_t n_params, int64_t channels, int64_t inner,
+                  int64_t cost, Fn&& fn) {
+  const int64_t n = channels * inner;
+  if (n_params == 1) {
+    parallel_for(n, cost, [&](int64_t begin, int64_t end) { fn(begin, end, params[0]); });
+    return;
+  }
+  parallel_for(n, cost, [&](int64_t begin, int64_t end) {
+    int64_t c = begin / inner, row_end = (c + 1) * inner;
+    for (int64_t i = begin; i < end; i = row_end, ++c, row_end += inner)
+      fn(i, std::min(end, row_end), params[c]);
+  });
+}
+
+}  // namespace qilin::kernels::cpu::quant_detail
+#endif  // QILIN_KERNELS_CPU_QUANT_ONCE
+
+HWY_BEFORE_NAMESPACE();
+namespace qilin::kernels::cpu {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+using quant_detail::Grid;
+
+using DF = hn::ScalableTag<float>;
+using DI = hn::RebindToSigned<DF>;
+using VF = hn::Vec<DF>;
+using VI = hn::Vec<DI>;
+
+// A Grid broadcast into registers.
+struct VGrid {
+  VF pre, post, max_scaled;
+  VI emin_bits, step_shift;
+  int mantissa_bits;
+  int max_code;
+  explicit VGrid(const Grid& g)
+      : pre(hn::Set(DF(), g.pre)),
+        post(hn::Set(DF(), g.post)),
+        max_scaled(hn::Set(DF(), g.max_scaled)),
+        emin_bits(hn::Set(DI(), g.emin_bits)),
+        step_shift(hn::Set(DI(), g.step_shift)),
+        mantissa_bits(g.mantissa_bits),
+        max_code(g.max_code) {}
+};
+
+HWY_INLINE VF sign_of(VF x) {
+  const DF d;
+  return hn::And(x, hn::BitCast(d, hn::Set(DI(), static_cast<int32_t>(0x80000000u))));
+}
+
+// Rounds a >= 0 (scaled) to the grid: sets *sum = fl(min(a, max) + C) and *c_bits = bits(C);
+// the rounded magnitude is sum - C.
+HWY_INLINE void round_sum(VF a, const VGrid& g, VF* sum, VI* c_bits) {
+  const DF d;
+  const DI di;
+  const VF t = hn::Min(g.max_scaled, a);  // NaN a stays NaN (see fake_quant_vec)
+  const VI e_bits = hn::Max(hn::And(hn::BitCast(di, t), hn::Set(di, quant_detail::kExponentMask)),
+                            g.emin_bits);
+  *c_bits = hn::Add(e_bits, g.step_shift);
+  *sum = hn::Add(t, hn::BitCast(d, *c_bits));
+}
+
+// ---- forward: one vector ----
+
+// NaN needs no select: every clamp is written hn::Min(limit, v) / hn::Max(-limit, v), and
+// x86's minps / maxps return the second operand when either is NaN, so a NaN flows through
+// the clamp and every later float operation (the integer ops on its bits only build C, and
+// NaN + C is NaN whatever C is). The tests check NaN in -> NaN out on every target.
+template <QuantFormat F, bool kScaled>
+HWY_INLINE VF fake_quant_vec(VF x, const VGrid& g) {
+  const DF d;
+  if constexpr (F == QuantFormat::kNone) {
+    return x;
+  } else if constexpr (F == QuantFormat::kInt8) {
+    const VF limit = hn::Set(d, static_cast<float>(kInt8MaxCode));
+    const VF v = hn::Min(limit, hn::Max(hn::Neg(limit), hn::Div(x, g.pre)));
+    const VF code = hn::Add(hn::Round(v), hn::Zero(d));  // -0 -> +0, as the int8_t code
+    return hn::Mul(code, g.post);
+  } else {
+    VF a = F == QuantFormat::kQfp8 ? hn::Abs(x) : hn::Abs(hn::Mul(x, g.pre));
+    if (F == QuantFormat::kQfp8 && kScaled) a = hn::Mul(a, g.pre);
+    VF sum;
+    VI c_bits;
+    round_sum(a, g, &sum, &c_bits);
+    VF y = hn::CopySignToAbs(hn::Sub(sum, hn::BitCast(d, c_bits)), x);
+    if (F == QuantFormat::kQfp8 && kScaled) y = hn::Mul(y, g.post);
+    return F == QuantFormat::kQfp8 ? y : hn::Div(y, g.post);
+  }
+}
+
+// Work per element relative to a copy: the division of int8 / FP8 costs more than the rest.
+template <QuantFormat F>
+constexpr int64_t kForwardCost = F == QuantFormat::kQfp8 || F == QuantFormat::kNone ? 1 : 2;
+
+template <QuantFormat F, bool kScaled>
+HWY_INLINE void forward_run(const float* x, float* y, int64_t begin, int64_t end,
+                            const VGrid& g) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = begin;
+  for (; i + lanes <= end; i += lanes)
+    hn::StoreU(fake_quant_vec<F, kScaled>(hn::LoadU(d, x + i), g), d, y + i);
+  if (i < end) {
+    const auto m = hn::FirstN(d, static_cast<size_t>(end - i));
+    hn::BlendedStore(fake_quant_vec<F, kScaled>(hn::MaskedLoad(m, d, x + i), g), m, d, y + i);
+  }
+}
+
+template <QuantFormat F>
+void forward_format(const QuantChannel* params, int64_t n_params, const float* x, float* y,
+                    int64_t channels, int64_t inner) {
+  quant_detail::for_each_run(params, n_params, channels, inner, kForwardCost<F>,
+                             [x, y](int64_t begin, int64_t end, const QuantChannel& c) {
+    const quant_detail::Grid grid = quant_detail::make_grid(c);
+    if (grid.scaled) forward_run<F, true>(x, y, begin, end, VGrid(grid));
+    else forward_run<F, false>(x, y, begin, end, VGrid(grid));
+  });
+}
+
+void forward_target(const QuantChannel* params, int64_t n_params, const float* x, float* y,
+                    int64_t channels, int64_t inner) {
+  switch (params[0].format) {
+    case QuantFormat::kNone:
+      forward_format<QuantFormat::kNone>(params, n_params, x, y, channels, inner);
+      break;
+    case QuantFormat::kQfp8:
+      forward_format<QuantFormat::kQfp8>(params, n_params, x, y, channels, inner);
+      break;
+    case QuantFormat::kInt8:
+      forward_format<QuantFormat::kInt8>(params, n_params, x, y, channels, inner);
+      break;
+    case QuantFormat::kFp8E4M3:
+      forward_format<QuantFormat::kFp8E4M3>(params, n_params, x, y, channels, inner);
+      break;
+    case QuantFormat::kFp8E5M2:
+      forward_format<QuantFormat::kFp8E5M2>(params, n_params, x, y, channels, inner);
+      break;
+  }
+}
+
+// ---- STE backward ----
+
+template <bool kPassAll, bool kAccumulate>
+HWY_INLINE VF ste_vec(VF x, VF dy, VF dx, VF clip) {
+  if constexpr (kPassAll) {
+    return kAccumulate ? hn::Add(dx, dy) : dy;
+  } else {
+    const auto pass = hn::Le(hn::Abs(x), clip);  // false for NaN
+    return kAccumulate ? hn::IfThenElse(pass, hn::Add(dx, dy), dx) : hn::IfThenElseZero(pass, dy);
+  }
+}
+
+template <bool kPassAll, bool kAccumulate>
+void backward_mode(const QuantChannel* params, int64_t n_params, const float* x, const float* dy,
+                   float* dx, int64_t channels, int64_t inner) {
+  quant_detail::for_each_run(params, n_params, channels, inner, 1,
+                             [&](int64_t begin, int64_t end, const QuantChannel& c) {
+    const DF d;
+    const VF clip = hn::Set(d, quant_clip_max(c));
+    const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+    int64_t i = begin;
+    for (; i + lanes <= end; i += lanes) {
+      const VF old = kAccumulate ? hn::LoadU(d, dx + i) : hn::Zero(d);
+      hn::StoreU(ste_vec<kPassAll, kAccumulate>(hn::LoadU(d, x + i), hn::LoadU(d, dy + i), old, clip),
+                 d, dx + i);
+    }
+    if (i < end) {
+      const auto m = hn::FirstN(d, static_cast<size_t>(end - i));
+      const VF old = kAccumulate ? hn::MaskedLoad(m, d, dx + i) : hn::Zero(d);
+      hn::BlendedStore(ste_vec<kPassAll, kAccumulate>(hn::MaskedLoad(m, d, x + i),
+                                                      hn::MaskedLoad(m, d, dy + i), old, clip),
+                       m, d, dx + i);
+    }
+  });
+}
+
+void backward_target(const QuantChannel* params, int64_t n_params, const float* x, const float* dy,
+                     float* dx, int64_t channels, int64_t inner, bool accumulate) {
+  const bool pass_all = params[0].format == QuantFormat::kNone;
+  if (pass_all) {
+    if (accumulate) backward_mode<true, true>(params, n_params, x, dy, dx, channels, inner);
+    else backward_mode<true, false>(params, n_params, x, dy, dx, channels, inner);
+  } else {
+    if (accumulate) backward_mode<false, true>(params, n_params, x, dy, dx, channels, inner);
+    else backward_mode<false, false>(params, n_params, x, dy, dx, channels, inner);
+  }
+}
+
+// ---- amax ----
+
+// max over |x|'s bits (int32: non-negative floats order as integers, NaN above Inf).
+int32_t amax_bits(const float* x, int64_t n) {
+  const DF d;
+  const DI di;
+  const VI abs_mask = hn::Set(di, quant_detail::kAbsMask);
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  VI acc0 = hn::Zero(di), acc1 = hn::Zero(di);
+  int64_t i = 0;
+  for (; i + 2 * lanes <= n; i += 2 * lanes) {
+    acc0 = hn::Max(acc0, hn::And(hn::BitCast(di, hn::LoadU(d, x + i)), abs_mask));
+    acc1 = hn::Max(acc1, hn::And(hn::BitCast(di, hn::LoadU(d, x + i + lanes)), abs_mask));
+  }
+  for (; i < n; i += lanes) {
+    const auto m = hn::FirstN(d, static_cast<size_t>(std::min(lanes, n - i)));
+    acc0 = hn::Max(acc0, hn::And(hn::BitCast(di, hn::MaskedLoad(m, d, x + i)), abs_mask));
+  }
+  return hn::GetLane(hn::MaxOfLanes(di, hn::Max(acc0, acc1)));
+}
+
+float amax_target(const float* x, int64_t n) {
+  // Fixed blocks (not one per thread): the partial maxima do not depend on the thread count.
+  constexpr int64_t kBlock = int64_t{1} << 16;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  if (blocks <= 1) return qfp8_detail::bits_float(static_cast<uint32_t>(amax_bits(x, n)));
+  std::vector<int32_t> partial(static_cast<size_t>(blocks));
+  parallel_for(blocks, kBlock, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t begin = b * kBlock;
+      partial[b] = amax_bits(x + begin, std::min(kBlock, n - begin));
+    }
+  });
+  return qfp8_detail::bits_float(
+      static_cast<uint32_t>(*std::max_element(partial.begin(), partial.end())));
+}
+
+void amax_per_channel_target(const float* x, int64_t channels, int64_t inner, float* out) {
+  parallel_for(channels, inner, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c)
+      out[c] = qfp8_detail::bits_float(static_cast<uint32_t>(amax_bits(x + c * inner, inner)));
+  });
+}
+
+// ---- packed codes ----
+
+template <QuantFormat F>
+HWY_INLINE VI encode_vec(VF x, const VGrid& g) {
+  const DF d;
+  const DI di;
+  if constexpr (F == QuantFormat::kInt8) {
+    const VF limit = hn::Set(d, static_cast<float>(kInt8MaxCode));
+    const VF v = hn::Min(limit, hn::Max(hn::Neg(limit), hn::Div(x, g.pre)));
+    const VI code = hn::IfThenZeroElse(hn::RebindMask(di, hn::IsNaN(x)), hn::NearestInt(v));
+    return hn::And(code, hn::Set(di, 0xFF));  // two's complement byte
+  } else {
+    const VF a = F == QuantFormat::kQfp8 ? hn::Mul(hn::Abs(x), g.pre) : hn::Abs(hn::Mul(x, g.pre));
+    VF sum;
+    VI c_bits;
+    round_sum(a, g, &sum, &c_bits);  // pre is 1 when unscaled: one multiply, not worth a branch
+    // ((e - e_min) << M) + q: C's exponent distance from C_min, shifted into the code's
+    // exponent field, plus q = bits(sum) - bits(C).
+    const VI emin_c = hn::Add(g.emin_bits, g.step_shift);
+    const VI exponent_field =
+        hn::ShiftRightSame(hn::Sub(c_bits, emin_c), quant_detail::kFloatMantissaBits - g.mantissa_bits);
+    VI magnitude = hn::Add(exponent_field, hn::Sub(hn::BitCast(di, sum), c_bits));
+    magnitude = hn::Min(magnitude, hn::Set(di, g.max_code));
+    magnitude = hn::IfThenElse(hn::RebindMask(di, hn::IsNaN(x)), hn::Set(di, kFp8NanCode), magnitude);
+    const hn::RebindToUnsigned<DF> du;
+    const VI sign = hn::BitCast(di, hn::ShiftRight<24>(hn::BitCast(du, x)));  // 0x80 or 0 (and 0x7F...)
+    return hn::Or(magnitude, hn::And(sign, hn::Set(di, 0x80)));
+  }
+}
+
+template <QuantFormat F>
+HWY_INLINE VF decode_vec(VI code, const VGrid& g, const quant_detail::DecodeGrid& grid) {
+  const DF d;
+  const DI di;
+  if constexpr (F == QuantFormat::kInt8) {
+    // Sign-extend the byte: (code << 24) >> 24, arithmetic.
+    const VI value = hn::ShiftRight<24>(hn::ShiftLeft<24>(code));
+    return hn::Mul(hn::ConvertTo(d, value), g.post);
+  } else {
+    const VI magnitude = hn::And(code, hn::Set(di, 0x7F));
+    const VF normal = hn::BitCast(
+        d, hn::Add(hn::ShiftLeftSame(magnitude, quant_detail::kFloatMantissaBits - grid.mantissa_bits),
+                   hn::Set(di, grid.offset)));
+    const VF subnormal = hn::Mul(hn::ConvertTo(d, magnitude), hn::Set(d, grid.subnormal_step));
+    VF y = hn::IfThenElse(hn::RebindMask(d, hn::Lt(magnitude, hn::Set(di, 1 << grid.mantissa_bits))),
+                          subnormal, normal);
+    if constexpr (F == QuantFormat::kFp8E4M3) {
+      y = hn::IfThenElse(hn::RebindMask(d, hn::Eq(magnitude, hn::Set(di, kFp8NanCode))),
+                         hn::NaN(d), y);
+    } else if constexpr (F == QuantFormat::kFp8E5M2) {
+      y = hn::IfThenElse(hn::RebindMask(d, hn::Eq(magnitude, hn::Set(di, kFp8E5M2InfCode))),
+                         hn::Inf(d), y);
+      y = hn::IfThenElse(hn::RebindMask(d, hn::Gt(magnitude, hn::Set(di, kFp8E5M2InfCode))),
+                         hn::NaN(d), y);
+    }
+    y = hn::Or(y, hn::BitCast(d, hn::ShiftLeft<24>(hn::And(code, hn::Set(di, 0x80)))));
+    return F == QuantFormat::kQfp8 ? y : hn::Div(y, g.post);
+  }
+}
+
+template <QuantFormat F>
+void encode_format(const QuantChannel* params, int64_t n_params, const float* x, uint8_t* codes,
+                   int64_t channels, int64_t inner) {
+  quant_detail::for_each_run(params, n_params, channels, inner, 2,
+                             [&](int64_t begin, int64_t end, const QuantChannel& c) {
+    const DF d;
+    const hn::Rebind<uint8_t, DF> d8;
+    const VGrid g(quant_detail::make_grid(c));
+    const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+    int64_t i = begin;
+    for (; i + lanes <= end; i += lanes)
+      hn::StoreU(hn::DemoteTo(d8, encode_vec<F>(hn::LoadU(d, x + i), g)), d8, codes + i);
+    for (; i < end; ++i) codes[i] = qilin::quant_encode(c, x[i]);  // the tail: the reference
+  });
+}
+
+template <QuantFormat F>
+void decode_format(const QuantChannel* params, int64_t n_params, const uint8_t* codes, float* y,
+                   int64_t channels, int64_t inner) {
+  quant_detail::for_each_run(params, n_params, channels, inner, 2,
+                             [&](int64_t begin, int64_t end, const QuantChannel& c) {
+    const DF d;
+    const DI di;
+    const hn::Rebind<uint8_t, DF> d8;
+    const VGrid g(quant_detail::make_grid(c));
+    const quant_detail::DecodeGrid grid = quant_detail::make_decode_grid(c);
+    const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+    int64_t i = begin;
+    for (; i + lanes <= end; i += lanes)
+      hn::StoreU(decode_vec<F>(hn::PromoteTo(di, hn::LoadU(d8, codes + i)), g, grid), d, y + i);
+    for (; i < end; ++i) y[i] = qilin::quant_decode(c, codes[i]);  // the tail: the reference
+  });
+}
+
+#define QILIN_QUANT_BY_FORMAT(fn, ...)                                               \
+  switch (params[0].format) {                                                        \
+    case QuantFormat::kQfp8: fn<QuantFormat::kQfp8>(__VA_ARGS__); break;             \
+    case QuantFormat::kInt8: fn<QuantFormat::kInt8>(__VA_ARGS__); break;             \
+    case QuantFormat::kFp8E4M3: fn<QuantFormat::kFp8E4M3>(__VA_ARGS__); break;       \
+    case QuantFormat::kFp8E5M2: fn<QuantFormat::kFp8E5M2>(__VA_ARGS__); break;       \
+    case QuantFormat::kNone: break; /* rejected by the caller */                     \
+  }
+
+void encode_target(const QuantChannel* params, int64_t n_params, const float* x, uint8_t* codes,
+                   int64_t channels, int64_t inner) {
+  QILIN_QUANT_BY_FORMAT(encode_format, params, n_params, x, codes, channels, inner)
+}
+
+void decode_target(const QuantChannel* params, int64_t n_params, const uint8_t* codes, float* y,
+                   int64_t channels, int64_t inner) {
+  QILIN_QUANT_BY_FORMAT(decode_format, params, n_params, codes, y, channels, inner)
+}
+#undef QILIN_QUANT_BY_FORMAT
+
+}  // namespace HWY_NAMESPACE
+}  // namespace qilin::kernels::cpu
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace qilin::kernels::cpu {
+
+HWY_EXPORT(amax_target);
+HWY_EXPORT(amax_per_channel_target);
+HWY_EXPORT(forward_target);
+HWY_EXPORT(backward_target);
+HWY_EXPORT(encode_target);
+HWY_EXPORT(decode_target);
+
+float amax_forward(const float* x, int64_t n) {
+  QILIN_CHECK(n >= 0 && (x != nullptr || n == 0), "amax_forward: bad input (", n, " values)");
+  if (n == 0) return 0.0f;
+  return HWY_DYNAMIC_DISPATCH(amax_target)(x, n);
+}
+
+void amax_per_channel(const float* x, int64_t channels, int64_t inner, float* out) {
+  QILIN_CHECK(channels >= 0 && inner >= 0, "amax_per_channel: bad geometry [", channels, ", ",
+              inner, "]");
+  if (inner == 0) {
+    std::fill(out, out + channels, 0.0f);
+    return;
+  }
+  HWY_DYNAMIC_DISPATCH(amax_per_channel_target)(x, channels, inner, out);
+}
+
+void fake_quant_forward(const QuantChannel* params, int64_t n_params, const float* x, float* y,
+                        int64_t channels, int64_t inner) {
+  if (!quant_detail::check_params(params, n_params, channels, inner, "fake_quant_forward")) return;
+  HWY_DYNAMIC_DISPATCH(forward_target)(params, n_params, x, y, channels, inner);
+}
+
+void fake_quant_backward(const QuantChannel* params, int64_t n_params, const float* x,
+                         const float* dy, float* dx, int64_t channels, int64_t inner,
+                         bool accumulate) {
+  if (!quant_detail::check_params(params, n_params, channels, inner, "fake_quant_backward")) return;
+  HWY_DYNAMIC_DISPATCH(backward_target)(params, n_params, x, dy, dx, channels, inner, accumulate);
+}
+
+void quant_encode_packed(const QuantChannel* params, int64_t n_params, const float* x,
+                         uint8_t* codes, int64_t channels, int64_t inner) {
+  if (!quant_detail::check_params(params, n_params, channels, inner, "quant_encode_packed")) return;
+  QILIN_CHECK(params[0].format != QuantFormat::kNone, "quant_encode_packed: format none has no codes");
+  HWY_DYNAMIC_DISPATCH(encode_target)(params, n_params, x, codes, channels, inner);
+}
+
+void quant_decode_packed(const QuantChannel* params, int64_t n_params, const uint8_t* codes,
+                         float* y, int64_t channels, int64_t inner) {
+  if (!quant_detail::check_params(params, n_params, channels, inner, "quant_decode_packed")) return;
+  QILIN_CHECK(params[0].format != QuantFormat::kNone, "quant_decode_packed: format none has no codes");
+  HWY_DYNAMIC_DISPATCH(decode_target)(params, n_params, codes, y, channels, inner);
+}
+
+}  // namespace qilin::kernels::cpu
+#endif  // HWY_ONCE
