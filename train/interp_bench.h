@@ -7,8 +7,9 @@
 // normals that fall almost entirely inside the default domains), dy uniform in [-1, 1].
 // Every candidate (copy, native, each table method and piece count, and any extra rows) is
 // warmed up twice, then the candidates of one function are timed round-robin, one call each
-// per round, for `reps` rounds: drift and interference hit every candidate alike. A row's
-// time is its median; a ratio to copy (or to native, or to the bound) is the median over
+// per round, each right after an untimed call of itself (so that no call pays for writing
+// back the previous candidate's output), for `reps` rounds: drift and interference hit every
+// candidate alike. A row's time is its median; a ratio to copy (or to native, or to the bound) is the median over
 // rounds of the per-round ratio, so it compares calls made a few milliseconds apart.
 // Bytes per element: forward 8 (x in, y out), backward 12 (x and dy in, dx out). Copy is
 // y = x forward and dx = x * dy backward, with the same threading as the kernels.
