@@ -240,6 +240,7 @@ class Visitor {
   virtual void text(const Key& k, std::string& v, const char* allowed) = 0;
   virtual void choice(const Key& k, int& index, const std::vector<std::string>& names) = 0;
   virtual void integers(const Key& k, std::vector<int64_t>& v, Bounds each) = 0;
+  virtual void texts(const Key& k, std::vector<std::string>& v, const char* allowed) = 0;
   // `length` 0: any length.
   virtual void reals(const Key& k, std::vector<double>& v, Bounds each, size_t length,
                      bool single) = 0;
@@ -271,7 +272,10 @@ const std::vector<std::string> kDatasets{"fashion_mnist", "mnist", "cifar10", "i
 const std::vector<std::string> kOptimizers{"sgd", "adamw"};
 const std::vector<std::string> kSchedules{"constant", "step", "cosine"};
 const std::vector<std::string> kProgress{"auto", "bar", "lines"};
-const std::vector<std::string> kQuantFormats{"none"};
+// In core/qfp8.h's QuantFormat order.
+const std::vector<std::string> kQuantFormats{"none", "qfp8", "int8", "fp8_e4m3", "fp8_e5m2"};
+const std::vector<std::string> kQfp8Layouts{"e2m5", "e3m4", "e4m3", "e5m2", "auto"};
+const std::vector<std::string> kGranularities{"per_tensor", "per_channel"};
 
 const std::vector<std::string> kInterpMethods{"uniform", "binary_search", "nonuniform", "igelu", "native"};
 const std::vector<std::string> kInterpGrads{"slope", "table"};
@@ -433,13 +437,40 @@ void visit_config(Config& c, Visitor& v) {
       function("silu", "SiLU = x sigmoid(x)", ip.silu);
     });
   });
-  v.section("quant", "QFP8 and comparison formats (DESIGN.md §4.2): later issue", [&] {
-    choice(v, {"format", "", false, kQuantLater}, c.quant.format, kQuantFormats);
+  QuantSection& q = c.quant;
+  v.section("quant", "8-bit quantized Linear / Conv2d layers (DESIGN.md §4.2)", [&] {
+    choice(v, {"format", "", false, kQuantLater}, q.format, kQuantFormats);
+    choice(v, {"layout", "qfp8 only: the exponent/mantissa split; auto: per weight tensor (or "
+                         "channel) the layout and bias with least squared error, activations e3m4"},
+           q.layout, kQfp8Layouts);
+    const auto tensor = [&](const char* name, const char* doc, QuantTensorSection& t) {
+      v.section(name, doc, [&] {
+        v.text({"bias", "qfp8 exponent bias: amax (largest with max >= amax), mse (least squared "
+                        "error of amax .. amax + 3) or a fixed integer"},
+               t.bias, "amax | mse | an integer in [-126, 126]");
+        choice(v, {"granularity", "per_channel: one bias (or scale) per output channel"},
+               t.granularity, kGranularities);
+      });
+    };
+    tensor("weight", "the layers' weights (fp32 master copies are kept)", q.weight);
+    tensor("activation", "the layers' inputs: from each batch in training, frozen after calibration",
+           q.activation);
+    v.texts({"layers", "which layer kinds are quantized"}, q.layers, "linear, conv");
+    v.texts({"exclude", "layers kept in fp32, by dotted path glob, e.g. head, patch_embed.*"}, q.exclude,
+            "fnmatch globs");
+    v.boolean({"fold_bn", "fold each BatchNorm into its conv before weight quantization"}, q.fold_bn);
+    v.integer({"freeze_bias_after", "qat: activation biases frozen after this many steps; 0: "
+                                    "from each batch until the end"},
+              q.freeze_bias_after, at_least(0));
+    v.integer({"freeze_bn_after", "qat: BatchNorm statistics frozen after this many epochs; 0: never"},
+              q.freeze_bn_after, at_least(0));
   });
-  v.section("calibrate", "BatchNorm and activation calibration (DESIGN.md §4.3): later issue",
-            [&] {
-    v.integer({"batches", "", false, kCalibrateLater}, c.calibrate.batches, at_least(0));
-    v.boolean({"bn", "", false, kCalibrateLater}, c.calibrate.bn);
+  v.section("calibrate", "activation-bias and BatchNorm calibration (DESIGN.md §4.3)", [&] {
+    v.integer({"batches", "training batches run through the quantized model to calibrate", false,
+               kCalibrateLater},
+              c.calibrate.batches, at_least(0));
+    v.boolean({"bn", "re-estimate BatchNorm statistics on those batches", false, kCalibrateLater},
+              c.calibrate.bn);
   });
 
   CheckpointSection& k = c.checkpoint;
@@ -497,6 +528,7 @@ class Collector : public Visitor {
   void text(const Key& k, std::string&, const char*) override { add(k.name); }
   void choice(const Key& k, int&, const std::vector<std::string>&) override { add(k.name); }
   void integers(const Key& k, std::vector<int64_t>&, Bounds) override { add(k.name); }
+  void texts(const Key& k, std::vector<std::string>&, const char*) override { add(k.name); }
   void reals(const Key& k, std::vector<double>&, Bounds, size_t, bool) override { add(k.name); }
   void optional_real(const Key& k, std::optional<double>&, Bounds, bool) override {
     add(k.name);
@@ -620,6 +652,18 @@ class Parser : public Visitor {
       if (!parse_int(item, x) || !each.contains(static_cast<double>(x)))
         fail(k, *n, "must be " + allowed);
       out.push_back(x);
+    }
+    v = out;
+  }
+  void texts(const Key& k, std::vector<std::string>& v, const char* allowed_each) override {
+    const std::string allowed = str_cat("a list of strings (", allowed_each, ")");
+    const Tree* n = given(k, allowed);
+    if (!n) return;
+    if (n->kind != Tree::Kind::kSeq) fail(k, *n, "must be " + allowed);
+    std::vector<std::string> out;
+    for (const Tree& item : n->items) {
+      if (item.kind != Tree::Kind::kScalar) fail(k, *n, "must be " + allowed);
+      out.push_back(item.scalar);
     }
     v = out;
   }
@@ -757,6 +801,11 @@ class Emitter : public Visitor {
     for (int64_t x : v) items.push_back(std::to_string(x));
     field(k, "[" + join(items, ", ") + "]", "list of integers" + each.text());
   }
+  void texts(const Key& k, std::vector<std::string>& v, const char* allowed) override {
+    std::vector<std::string> items;
+    for (const std::string& x : v) items.push_back(format_string(x));
+    field(k, "[" + join(items, ", ") + "]", str_cat("list of strings (", allowed, ")"));
+  }
   void reals(const Key& k, std::vector<double>& v, Bounds each, size_t length,
              bool single) override {
     std::vector<std::string> items;
@@ -861,6 +910,23 @@ class Checker {
     fail_at(at(path), str_cat(path, " = ", value, ": ", what));
   }
 
+  void check_quant() const {
+    const QuantSection& q = c_.quant;
+    for (const auto& [path, t] : {std::pair<const char*, const QuantTensorSection*>{"quant.weight.bias", &q.weight},
+                                  {"quant.activation.bias", &q.activation}}) {
+      if (!parse_quant_bias(t->bias))
+        fail(path, format_string(t->bias), "must be amax, mse or an integer in [-126, 126]");
+    }
+    if (q.activation.bias == "mse")
+      fail("quant.activation.bias", "mse",
+           "activations take amax or a fixed integer (calibration observes a running amax, not the data)");
+    for (const std::string& kind : q.layers)
+      if (kind != "linear" && kind != "conv")
+        fail("quant.layers", format_string(kind), "each entry must be linear or conv");
+    if (q.fold_bn && c_.calibrate.bn)
+      fail("quant.fold_bn", "true", "folds every BatchNorm away, so calibrate.bn must be false (DESIGN.md §4.3)");
+  }
+
   void check() const {
     const Config& c = c_;
     if (c.run.mode == RunMode::kPtq || c.run.mode == RunMode::kQat)
@@ -873,6 +939,7 @@ class Checker {
     if (!name_ok)
       fail("run.name", format_string(c.run.name),
            "must be a directory name of letters, digits and _ . - + =");
+    check_quant();
     if (c.run.mode == RunMode::kEval && c.checkpoint.init_from.empty())
       fail("run.mode", "eval", "needs checkpoint.init_from (the weights to evaluate)");
     if (c.checkpoint.resume == ResumeMode::kPath && c.checkpoint.resume_path.empty())
@@ -1275,7 +1342,7 @@ that is not an existing file is looked up among the shipped configs (`train --co
   runs the 4096-piece defaults; `--sweep interp.segments=16,64,256,1024,4096` is the paper's
   ablation (a function with its own `segments` keeps it). Functions the model does not use are
   listed once in the run log; summary.json names each layer's table.
-- `quant`, `calibrate` and `distributed.enabled` are in the schema already and accept only their
+- `quant.format`, `calibrate` and `distributed.enabled` are in the schema already and accept only their
   disabled defaults until the issues that build them.
 - The run directory gets the resolved config (every key below, defaults filled) as
   `config.yaml`: loading it gives the same configuration, and its hash is stored in checkpoints.
@@ -1295,6 +1362,36 @@ const char* to_string(DeviceChoice v) { return kDevices.at(static_cast<size_t>(v
 const char* to_string(DatasetKind v) { return kDatasets.at(static_cast<size_t>(v)).c_str(); }
 const char* to_string(OptimizerKind v) { return kOptimizers.at(static_cast<size_t>(v)).c_str(); }
 const char* to_string(QuantFormat v) { return kQuantFormats.at(static_cast<size_t>(v)).c_str(); }
+
+std::optional<std::pair<BiasMode, int32_t>> parse_quant_bias(const std::string& text) {
+  if (text == "amax") return std::make_pair(BiasMode::kAmax, 0);
+  if (text == "mse") return std::make_pair(BiasMode::kMse, 0);
+  char* end = nullptr;
+  const long v = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || end != text.c_str() + text.size() || v < kQfp8MinBias || v > kQfp8MaxBias)
+    return std::nullopt;
+  return std::make_pair(BiasMode::kFixed, static_cast<int32_t>(v));
+}
+
+namespace {
+QuantSpec quant_spec(const QuantSection& q, const QuantTensorSection& t, bool activation) {
+  QuantSpec spec;
+  spec.format = q.format;
+  // layout auto: weights choose per tensor (or channel); activations, which are only observed
+  // through their amax, use e3m4.
+  const auto layout = parse_qfp8_layout(kQfp8Layouts.at(static_cast<size_t>(q.layout)));
+  spec.layout = layout ? layout : (activation ? std::optional<Qfp8Layout>(kQfp8E3M4) : std::nullopt);
+  const auto bias = parse_quant_bias(t.bias);
+  QILIN_CHECK(bias.has_value(), "quant bias ", t.bias, " was not validated");
+  spec.bias = bias->first;
+  spec.fixed_bias = bias->second;
+  spec.granularity = t.granularity;
+  return spec;
+}
+}  // namespace
+
+QuantSpec QuantSection::weight_spec() const { return quant_spec(*this, weight, false); }
+QuantSpec QuantSection::activation_spec() const { return quant_spec(*this, activation, true); }
 
 const InterpFunctionSection& InterpSection::function(InterpFn fn) const {
   switch (fn) {

@@ -14,7 +14,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -123,9 +125,28 @@ struct InterpSection {
   InterpFunctionSection silu{true, {-16.0, 16.0}, 0};
   const InterpFunctionSection& function(InterpFn fn) const;
 };
+// Quantized layers (DESIGN.md §4.2). `format` accepts only none until the ptq / qat modes
+// land; the other keys are in the schema already.
+struct QuantTensorSection {
+  std::string bias = "amax";  // amax | mse | an integer
+  Granularity granularity = Granularity::kPerTensor;
+};
 struct QuantSection {
   QuantFormat format = QuantFormat::kNone;
+  int layout = 1;  // index into e2m5, e3m4, e4m3, e5m2, auto
+  QuantTensorSection weight{"mse", Granularity::kPerChannel};
+  QuantTensorSection activation{"amax", Granularity::kPerTensor};
+  std::vector<std::string> layers{"linear", "conv"};
+  std::vector<std::string> exclude;
+  bool fold_bn = false;
+  int64_t freeze_bias_after = 0;  // qat, steps; 0: never
+  int64_t freeze_bn_after = 0;    // qat, epochs; 0: never
+  // The codec specs of the weights and of the activations (validated by the config loader).
+  QuantSpec weight_spec() const;
+  QuantSpec activation_spec() const;
 };
+// "amax", "mse" or an integer in [-126, 126] as a bias mode and fixed bias; nullopt otherwise.
+std::optional<std::pair<BiasMode, int32_t>> parse_quant_bias(const std::string& text);
 struct CalibrateSection {
   int64_t batches = 0;
   bool bn = false;
