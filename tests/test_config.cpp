@@ -254,27 +254,36 @@ TEST(ConfigErrors, TheQuantSectionValidatesItsKeysAlready) {
   EXPECT_EQ(d.quant.weight_spec().granularity, Granularity::kPerChannel);
 }
 
-TEST(ConfigErrors, LaterFeaturesAcceptOnlyTheirDisabledDefaults) {
+TEST(ConfigErrors, LaterFeaturesAndQuantModesNameWhatIsMissing) {
   EXPECT_EQ(probe_error("quant:\n  format: qfp8\n"),
-            "t.yaml:3: quant.format = qfp8: only none is accepted for now; quantization "
-            "(DESIGN.md §4.2) comes with a later issue");
-  EXPECT_EQ(probe_error("calibrate:\n  batches: 8\n"),
-            "t.yaml:3: calibrate.batches = 8: only 0 is accepted for now; calibration "
-            "(DESIGN.md §4.3) comes with the quantization issue");
-  EXPECT_EQ(probe_error("calibrate:\n  bn: true\n"),
-            "t.yaml:3: calibrate.bn = true: only false is accepted for now; calibration "
-            "(DESIGN.md §4.3) comes with the quantization issue");
+            "t.yaml:3: quant.format = qfp8: needs run.mode ptq (or eval of a packed ptq checkpoint); "
+            "quantized training is run.mode qat, next in issue 5");
+  EXPECT_EQ(probe_error("run:\n  mode: ptq\n"),
+            "t.yaml:3: run.mode = ptq: needs quant.format (qfp8, int8, fp8_e4m3 or fp8_e5m2)");
+  EXPECT_EQ(probe_error("run:\n  mode: ptq\nquant:\n  format: int8\n"),
+            "t.yaml:3: run.mode = ptq: needs checkpoint.init_from (the fp32 weights to quantize)");
+  EXPECT_EQ(probe_error("run:\n  mode: ptq\nquant:\n  format: int8\ncheckpoint:\n  init_from: w.safetensors\n"),
+            "t.yaml: calibrate.batches = 0: ptq needs at least one calibration batch");
+  EXPECT_EQ(probe_error("run:\n  mode: qat\n"),
+            "t.yaml:3: run.mode = qat: qat is not built yet (next in issue 5); train, eval and ptq are");
+  EXPECT_EQ(probe_error("quant:\n  fold_bn: true\n"),
+            "t.yaml:3: quant.fold_bn = true: folding BatchNorm into convolutions is not built yet (next in issue 5)");
+  EXPECT_EQ(probe_error("quant:\n  fold_bn: true\ncalibrate:\n  bn: true\n"),
+            "t.yaml:3: quant.fold_bn = true: folds every BatchNorm away, so calibrate.bn must be false "
+            "(DESIGN.md §4.3)");
   EXPECT_EQ(probe_error("distributed:\n  enabled: true\n"),
             "t.yaml:3: distributed.enabled = true: only false is accepted for now; data "
             "parallelism comes with a later issue");
-  EXPECT_EQ(probe_error("run:\n  mode: ptq\n"),
-            "t.yaml:3: run.mode = ptq: only train and eval are accepted for now; PTQ and QAT "
-            "come with the quantization issue");
-  // The disabled defaults themselves load.
+  // The disabled defaults, and a complete ptq section, load.
   EXPECT_NO_THROW(load_config_text(std::string(kMinimal) +
                                        "interp:\n  enabled: false\nquant:\n  format: none\n"
                                        "calibrate:\n  batches: 0\n  bn: false\n"
                                        "distributed:\n  enabled: false\n  sync_bn: true\n",
+                                   "t.yaml"));
+  EXPECT_NO_THROW(load_config_text(std::string(kMinimal) +
+                                       "run:\n  mode: ptq\nquant:\n  format: qfp8\n  layout: auto\n"
+                                       "calibrate:\n  batches: 32\n  bn: true\n"
+                                       "checkpoint:\n  init_from: w.safetensors\n",
                                    "t.yaml"));
 }
 
@@ -415,8 +424,8 @@ TEST(ConfigOverrides, ErrorsNameSetAndTheKeyPath) {
   EXPECT_EQ(text_error(kMinimal, {"optim.lr=abc"}), "--set: optim.lr = abc: must be a number > 0");
   EXPECT_EQ(text_error(kMinimal, {"optim.lr=[1"}), "--set: optim.lr = [1: not a valid YAML value");
   EXPECT_EQ(text_error(kMinimal, {"quant.format=int8"}),
-            "--set: quant.format = int8: only none is accepted for now; quantization "
-            "(DESIGN.md §4.2) comes with a later issue");
+            "--set: quant.format = int8: needs run.mode ptq (or eval of a packed ptq checkpoint); "
+            "quantized training is run.mode qat, next in issue 5");
 }
 
 TEST(ConfigOverrides, SweepSplitsValuesAndChecksTheKey) {

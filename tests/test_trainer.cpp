@@ -240,5 +240,58 @@ TEST_F(TrainerTest, ImagesOfVaryingSizeWithoutAResizeAreAConfigError) {
   EXPECT_FALSE(std::filesystem::exists(run_directory(c)));
 }
 
+TEST_F(TrainerTest, PtqQuantizesCalibratesBatchNormExportsPackedAndThePackedFileEvaluatesTheSame) {
+  // An fp32 ResNet-20 (BatchNorm everywhere) trained for two epochs, then PTQ with BN
+  // re-estimation: the report has the three accuracies, the packed checkpoint loads into an
+  // eval run that reproduces the quantized model's test accuracy and loss exactly.
+  const std::vector<std::string> resnet = {"model.arch=resnet20", "optim.epochs=2", "optim.ema_decay=0"};
+  RunOutcome fp32 = run_training(config(resnet));
+  ASSERT_EQ(fp32.exit_code(), 0);
+  const std::string init = (std::filesystem::path(fp32.run_dir) / "ckpt_last.safetensors").string();
+  std::vector<std::string> ptq = resnet;
+  for (const char* o : {"run.mode=ptq", "run.name=ptq", "quant.format=qfp8", "quant.layout=e4m3",
+                        "calibrate.batches=3", "calibrate.bn=true"})
+    ptq.push_back(o);
+  ptq.push_back("checkpoint.init_from=" + init);
+  RunOutcome out = run_training(config(ptq));
+  ASSERT_EQ(out.exit_code(), 0);
+  const std::filesystem::path dir = out.run_dir;
+  nlohmann::json summary = read_json((dir / "summary.json").string());
+  for (const char* stage : {"fp32", "quantized", "quantized_bn_calibrated"})
+    EXPECT_TRUE(summary["ptq"].contains(stage)) << stage << "\n" << summary.dump(1);
+  EXPECT_EQ(summary["ptq"]["calibration_batches"], 3);
+  EXPECT_EQ(summary["ptq"]["bn_batches"], 3);
+  EXPECT_DOUBLE_EQ(summary["ptq"]["fp32"]["test_acc"].get<double>(), fp32.test_acc);
+  EXPECT_DOUBLE_EQ(summary["test_acc"].get<double>(), summary["ptq"]["quantized_bn_calibrated"]["test_acc"].get<double>());
+  const std::string layer = summary["layers"]["layer1.0.conv1"];
+  EXPECT_NE(layer.find("QuantConv2d"), std::string::npos) << layer;
+  EXPECT_NE(layer.find("qfp8 e4m3 per_channel mse (frozen"), std::string::npos) << layer;
+  // BN statistics were re-estimated: an exact average over the calibration batches.
+  const std::filesystem::path packed = dir / "ckpt_quant.safetensors";
+  ASSERT_TRUE(std::filesystem::exists(packed));
+  SafetensorsContents contents = load_safetensors(packed.string());
+  Tensor tracked = contents.find("layer1.0.bn1.num_batches_tracked");
+  ASSERT_TRUE(tracked.defined());
+  EXPECT_EQ(tracked.data<int64_t>()[0], 3);
+  EXPECT_TRUE(contents.find("layer1.0.conv1.weight.qcodes").defined());
+  EXPECT_EQ(contents.find("layer1.0.conv1.weight.qcodes").dtype(), DType::kUInt8);
+
+  std::vector<std::string> eval = resnet;
+  for (const char* o : {"run.mode=eval", "run.name=eval_packed", "quant.format=qfp8", "quant.layout=e4m3"})
+    eval.push_back(o);
+  eval.push_back("checkpoint.init_from=" + packed.string());
+  RunOutcome again = run_training(config(eval));
+  ASSERT_EQ(again.exit_code(), 0);
+  EXPECT_EQ(again.test_acc, out.test_acc);
+  EXPECT_EQ(again.test_loss, out.test_loss);
+  // A packed file without the quant section, and fp32 weights under eval with quant, are refused.
+  std::vector<std::string> plain = resnet;
+  plain.push_back("run.mode=eval");
+  plain.push_back("checkpoint.init_from=" + packed.string());
+  EXPECT_THROW(run_training(config(plain)), ConfigError);
+  eval.back() = "checkpoint.init_from=" + init;
+  EXPECT_THROW(run_training(config(eval)), ConfigError);
+}
+
 }  // namespace
 }  // namespace qilin

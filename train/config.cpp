@@ -280,9 +280,6 @@ const std::vector<std::string> kGranularities{"per_tensor", "per_channel"};
 const std::vector<std::string> kInterpMethods{"uniform", "binary_search", "nonuniform", "igelu", "native"};
 const std::vector<std::string> kInterpGrads{"slope", "table"};
 const std::vector<std::string> kInterpOutside{"asymptote", "extrapolate"};
-constexpr const char* kQuantLater = "quantization (DESIGN.md §4.2) comes with a later issue";
-constexpr const char* kCalibrateLater =
-    "calibration (DESIGN.md §4.3) comes with the quantization issue";
 constexpr const char* kDistributedLater = "data parallelism comes with a later issue";
 
 void visit_config(Config& c, Visitor& v) {
@@ -290,7 +287,8 @@ void visit_config(Config& c, Visitor& v) {
     v.text({"name", "run directory <out_dir>/<name>/; default: the config file's name"},
            c.run.name, "letters, digits and _ . - + =");
     choice(v, {"mode", "train: from scratch or checkpoint.init_from; eval: evaluate "
-                       "checkpoint.init_from; ptq, qat: later issue"},
+                       "checkpoint.init_from; ptq: quantize checkpoint.init_from, calibrate, "
+                       "evaluate, export packed; qat: next"},
            c.run.mode, kRunModes);
     v.integer({"seed", "initial weights, validation split, shuffling, augmentation"}, c.run.seed,
               at_least(0));
@@ -439,7 +437,9 @@ void visit_config(Config& c, Visitor& v) {
   });
   QuantSection& q = c.quant;
   v.section("quant", "8-bit quantized Linear / Conv2d layers (DESIGN.md §4.2)", [&] {
-    choice(v, {"format", "", false, kQuantLater}, q.format, kQuantFormats);
+    choice(v, {"format", "none: fp32 layers; the others quantize every Linear / Conv2d not excluded "
+                         "(run.mode ptq, or eval of a packed ptq checkpoint)"},
+           q.format, kQuantFormats);
     choice(v, {"layout", "qfp8 only: the exponent/mantissa split; auto: per weight tensor (or "
                          "channel) the layout and bias with least squared error, activations e3m4"},
            q.layout, kQfp8Layouts);
@@ -466,10 +466,10 @@ void visit_config(Config& c, Visitor& v) {
               q.freeze_bn_after, at_least(0));
   });
   v.section("calibrate", "activation-bias and BatchNorm calibration (DESIGN.md §4.3)", [&] {
-    v.integer({"batches", "training batches run through the quantized model to calibrate", false,
-               kCalibrateLater},
+    v.integer({"batches", "ptq: training batches run through the quantized model to calibrate"},
               c.calibrate.batches, at_least(0));
-    v.boolean({"bn", "re-estimate BatchNorm statistics on those batches", false, kCalibrateLater},
+    v.boolean({"bn", "ptq: re-estimate BatchNorm statistics on those batches, then the "
+                     "activation biases again"},
               c.calibrate.bn);
   });
 
@@ -925,14 +925,28 @@ class Checker {
         fail("quant.layers", format_string(kind), "each entry must be linear or conv");
     if (q.fold_bn && c_.calibrate.bn)
       fail("quant.fold_bn", "true", "folds every BatchNorm away, so calibrate.bn must be false (DESIGN.md §4.3)");
+    if (q.fold_bn)
+      fail("quant.fold_bn", "true", "folding BatchNorm into convolutions is not built yet (next in issue 5)");
+    const RunMode mode = c_.run.mode;
+    if (mode == RunMode::kPtq) {
+      if (q.format == QuantFormat::kNone)
+        fail("run.mode", "ptq", "needs quant.format (qfp8, int8, fp8_e4m3 or fp8_e5m2)");
+      if (c_.checkpoint.init_from.empty())
+        fail("run.mode", "ptq", "needs checkpoint.init_from (the fp32 weights to quantize)");
+      if (c_.calibrate.batches < 1)
+        fail("calibrate.batches", "0", "ptq needs at least one calibration batch");
+    } else if (q.format != QuantFormat::kNone && mode != RunMode::kEval) {
+      fail("quant.format", kQuantFormats.at(static_cast<size_t>(q.format)),
+           mode == RunMode::kQat ? "needs run.mode ptq for now (qat is next in issue 5)"
+                                 : "needs run.mode ptq (or eval of a packed ptq checkpoint); quantized "
+                                   "training is run.mode qat, next in issue 5");
+    }
   }
 
   void check() const {
     const Config& c = c_;
-    if (c.run.mode == RunMode::kPtq || c.run.mode == RunMode::kQat)
-      fail("run.mode", to_string(c.run.mode),
-           str_cat("only train and eval are accepted for now; PTQ and QAT come with the "
-                   "quantization issue"));
+    if (c.run.mode == RunMode::kQat)
+      fail("run.mode", to_string(c.run.mode), "qat is not built yet (next in issue 5); train, eval and ptq are");
     bool name_ok = !c.run.name.empty() && c.run.name != "." && c.run.name != "..";
     for (char ch : c.run.name)
       if (!(std::isalnum(static_cast<unsigned char>(ch)) || std::strchr("_.-+=", ch))) name_ok = false;
@@ -1342,8 +1356,8 @@ that is not an existing file is looked up among the shipped configs (`train --co
   runs the 4096-piece defaults; `--sweep interp.segments=16,64,256,1024,4096` is the paper's
   ablation (a function with its own `segments` keeps it). Functions the model does not use are
   listed once in the run log; summary.json names each layer's table.
-- `quant.format`, `calibrate` and `distributed.enabled` are in the schema already and accept only their
-  disabled defaults until the issues that build them.
+- `run.mode: qat`, `quant.fold_bn` and `distributed.enabled` are in the schema already and are
+  refused, naming what is missing, until the issues that build them.
 - The run directory gets the resolved config (every key below, defaults filled) as
   `config.yaml`: loading it gives the same configuration, and its hash is stored in checkpoints.
 

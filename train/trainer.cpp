@@ -21,6 +21,7 @@
 #include "core/ops/loss.h"
 #include "core/ops/reduce.h"
 #include "core/profiler.h"
+#include "core/safetensors.h"
 #include "core/random.h"
 #include "data/datasets.h"
 #include "data/idx.h"
@@ -28,6 +29,8 @@
 #include "data/transforms.h"
 #include "layers/dropout.h"
 #include "layers/interp.h"
+#include "layers/norm.h"
+#include "layers/quant.h"
 #include "models/registry.h"
 #include "train/checkpoint.h"
 #include "train/lr_schedule.h"
@@ -227,6 +230,56 @@ EvalResult evaluate(Layer& model, TrainerData& data, bool test) {
   return r;
 }
 
+// ---- post-training quantization (DESIGN.md §4.3) ----
+
+// Runs `batches` training batches through the model without gradients (calibration passes;
+// not profiled). Fewer if the epoch is shorter.
+int64_t run_calibration_batches(Layer& model, TrainerData& data, int64_t batches) {
+  NoGradGuard no_grad;
+  ProfilerPause no_profile;
+  DataLoader& loader = data.train();
+  loader.start(0);
+  int64_t done = 0;
+  for (; done < batches; ++done) {
+    std::optional<Batch> batch = loader.next();
+    if (!batch) break;
+    model.forward(batch->images);
+  }
+  return done;
+}
+
+// Activation-bias calibration: every quantized layer's input observer tracks the running amax
+// over the batches, then freezes its bias (scale) from it. The model is in eval mode.
+int64_t calibrate_activations(Layer& model, TrainerData& data, int64_t batches) {
+  model.eval();
+  set_activation_mode(model, ActivationMode::kCalibrating);
+  const int64_t done = run_calibration_batches(model, data, batches);
+  freeze_activations(model);
+  return done;
+}
+
+// BatchNorm re-estimation (DESIGN.md §4.3): running statistics reset, then the exact average
+// over the batches (momentum None) with BN layers using batch statistics and every other layer
+// in eval mode with its quantizers frozen; no weight changes.
+int64_t recalibrate_batch_norms(Layer& model, TrainerData& data, int64_t batches) {
+  model.eval();
+  std::vector<std::pair<BatchNorm2d*, std::optional<float>>> norms;
+  for (auto& [name, m] : model.named_modules()) {
+    if (auto* bn = dynamic_cast<BatchNorm2d*>(m)) {
+      norms.emplace_back(bn, bn->momentum());
+      bn->reset_running_stats();
+      bn->set_momentum(std::nullopt);
+      bn->train(true);
+    }
+  }
+  const int64_t done = norms.empty() ? 0 : run_calibration_batches(model, data, batches);
+  for (auto& [bn, momentum] : norms) {
+    bn->set_momentum(momentum);
+    bn->train(false);
+  }
+  return done;
+}
+
 // ---- optimizer and schedule from the config ----
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimSection& o, Layer& model) {
@@ -337,13 +390,48 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
     interp_factory = f.get();
     factory = std::move(f);
   }
-  std::shared_ptr<Layer> model = create_model(config.model, *factory, init_gen);
+  // Quantized Linear / Conv2d (layers/quant.h) around whatever the other layers are.
+  std::unique_ptr<QuantLayerFactory> quant_factory;
+  const bool quantized = config.quant.format != QuantFormat::kNone;
+  if (quantized) {
+    QuantLayerOptions q;
+    q.weight = config.quant.weight_spec();
+    q.activation = config.quant.activation_spec();
+    q.linear = std::count(config.quant.layers.begin(), config.quant.layers.end(), "linear") > 0;
+    q.conv = std::count(config.quant.layers.begin(), config.quant.layers.end(), "conv") > 0;
+    q.exclude = config.quant.exclude;
+    quant_factory = std::make_unique<QuantLayerFactory>(*factory, std::move(q));
+  }
+  std::shared_ptr<Layer> model =
+      create_model(config.model, quant_factory ? static_cast<LayerFactory&>(*quant_factory) : *factory, init_gen);
+  // PTQ reports the fp32 model's accuracy beside the quantized one's: the same weights in
+  // the unquantized model.
+  std::shared_ptr<Layer> fp32_model;
+  if (config.run.mode == RunMode::kPtq) {
+    Generator fp32_gen(static_cast<uint64_t>(config.run.seed));
+    fp32_model = create_model(config.model, *factory, fp32_gen);
+  }
+  bool packed_init = false;
   if (!config.checkpoint.init_from.empty()) {
     SafetensorsContents init = load_safetensors(config.checkpoint.init_from);
-    LoadReport report = model->load_state_dict(init.tensors, config.checkpoint.strict);
-    if (!report.ok())
-      std::printf("checkpoint.init_from %s (strict: false):\n%s\n", config.checkpoint.init_from.c_str(),
-                  report.str().c_str());
+    packed_init = init.metadata.count("qilin.packed") > 0;
+    if (packed_init) {
+      if (!quantized || config.run.mode != RunMode::kEval)
+        throw ConfigError(str_cat("checkpoint.init_from = ", config.checkpoint.init_from,
+                                  ": a packed quantized checkpoint; evaluate it with run.mode eval and the "
+                                  "quant section of the ptq run that wrote it"));
+      load_packed_state_dict(*model, init);
+    } else {
+      if (quantized && config.run.mode == RunMode::kEval)
+        throw ConfigError(str_cat("checkpoint.init_from = ", config.checkpoint.init_from,
+                                  ": run.mode eval with quant.format needs a packed checkpoint written by "
+                                  "a ptq run; to quantize fp32 weights use run.mode ptq"));
+      LoadReport report = model->load_state_dict(init.tensors, config.checkpoint.strict);
+      if (!report.ok())
+        std::printf("checkpoint.init_from %s (strict: false):\n%s\n", config.checkpoint.init_from.c_str(),
+                    report.str().c_str());
+      if (fp32_model) fp32_model->load_state_dict(init.tensors, config.checkpoint.strict);
+    }
   }
   const int64_t steps_per_epoch = data.batches_per_epoch() / config.optim.accum_steps;
   if (steps_per_epoch < 1)
@@ -425,6 +513,11 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
               static_cast<long long>(data.train_size()), static_cast<long long>(data.val_size()),
               static_cast<long long>(total_steps), static_cast<long long>(config.data.batch_size),
               omp_get_max_threads());
+  if (quant_factory) {
+    std::printf("quant: %zu layers quantized\n", quant_factory->quantized_paths().size());
+    for (const std::string& glob : quant_factory->unused_excludes())
+      std::printf("quant: exclude %s matches no layer of %s\n", glob.c_str(), config.model.arch.c_str());
+  }
   if (interp_factory != nullptr) {
     std::string unused;
     for (InterpFn fn : interp_factory->unused()) unused += (unused.empty() ? "" : ", ") + std::string(interp_config_name(fn));
@@ -433,7 +526,40 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
   }
   std::fflush(stdout);
 
-  if (config.run.mode == RunMode::kEval) {
+  nlohmann::json ptq_report;
+  if (config.run.mode == RunMode::kPtq) {
+    // DESIGN.md §4.3's order: weights, activation biases, BN statistics, activation biases again.
+    const auto eval_both = [&](Layer& m, const char* what) {
+      EvalResult val = evaluate(m, data, false), test = evaluate(m, data, true);
+      reporter.message(str_cat("ptq: ", what, ": val top-1 ", 100 * val.top1, "%, test top-1 ", 100 * test.top1, "%"));
+      ptq_report[what] = {{"val_acc", val.top1}, {"test_acc", test.top1}, {"test_loss", test.loss}};
+      return std::make_pair(val, test);
+    };
+    eval_both(*fp32_model, "fp32");
+    freeze_weights(*model);
+    const int64_t batches = calibrate_activations(*model, data, config.calibrate.batches);
+    auto [val, test] = eval_both(*model, "quantized");
+    if (config.calibrate.bn) {
+      const int64_t bn_batches = recalibrate_batch_norms(*model, data, config.calibrate.batches);
+      calibrate_activations(*model, data, config.calibrate.batches);
+      std::tie(val, test) = eval_both(*model, "quantized_bn_calibrated");
+      ptq_report["bn_batches"] = bn_batches;
+    }
+    ptq_report["calibration_batches"] = batches;
+    outcome.best_val_acc = val.top1;
+    outcome.test_acc = test.top1;
+    outcome.test_loss = test.loss;
+    // The packed checkpoint (DESIGN.md §5): uint8 codes and beta tensors, loadable for eval.
+    std::map<std::string, std::string> metadata;
+    const NamedTensors packed = packed_state_dict(*model, &metadata);
+    const std::string path = (std::filesystem::path(dir) / "ckpt_quant.safetensors").string();
+    save_safetensors(path + ".tmp", packed, metadata);
+    std::filesystem::rename(path + ".tmp", path);
+    ptq_report["packed_checkpoint"] = path;
+    ptq_report["packed_bytes"] = std::filesystem::file_size(path);
+    dir_guard.keep = true;
+    reporter.message(str_cat("ptq: packed checkpoint ", path, " (", std::filesystem::file_size(path), " bytes)"));
+  } else if (config.run.mode == RunMode::kEval) {
     EvalResult val = evaluate(*model, data, false), test = evaluate(*model, data, true);
     outcome.best_val_acc = val.top1;
     outcome.test_acc = test.top1;
@@ -558,6 +684,7 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
   nlohmann::json layers = nlohmann::json::object();
   for (auto& [name, impl] : layer_implementations(*model)) layers[name] = impl;
   summary["layers"] = layers;
+  if (!ptq_report.is_null()) summary["ptq"] = ptq_report;
   write_file_atomic((std::filesystem::path(dir) / "summary.json").string(), summary.dump(2) + "\n");
   dir_guard.keep = true;
   return outcome;
