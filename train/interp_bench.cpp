@@ -263,7 +263,7 @@ Table interp_bench_table(const InterpBenchOptions& options,
         }
         const double ms = median(times[c][dir]);
         row.push_back(significant(ms, 4));
-        row.push_back(fixed((dir == 0 ? 2 : 3) * mb / ms, 1));
+        row.push_back(significant((dir == 0 ? 2 : 3) * mb / ms, 3));
         row.push_back(fixed(ratio(0, c, dir), 2));
         row.push_back(fixed(ratio(1, c, dir), 2));
       }
