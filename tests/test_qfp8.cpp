@@ -17,9 +17,14 @@
 
 #include "core/error.h"
 #include "core/qfp8.h"
+#include "tests/testing.h"
 
 namespace qilin {
 namespace {
+
+using testing::bits_of;
+using testing::from_bits;
+using testing::same_bits;
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kNan = std::numeric_limits<float>::quiet_NaN();
@@ -30,18 +35,6 @@ constexpr uint64_t kSanitizerStrideScale = 8;
 constexpr uint64_t kSanitizerStrideScale = 1;
 #endif
 
-uint32_t bits_of(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, sizeof b);
-  return b;
-}
-float float_of(uint32_t b) {
-  float x;
-  std::memcpy(&x, &b, sizeof x);
-  return x;
-}
-// Equal as values and in sign (so -0 != +0), any NaN equal to any NaN.
-bool same(float a, float b) { return (std::isnan(a) && std::isnan(b)) || bits_of(a) == bits_of(b); }
 
 // The lowest β whose max is finite in float32 (2^E - 1 - β <= 127), or -126.
 int32_t lowest_bias(Qfp8Layout l) { return std::max(kQfp8MinBias, (1 << l.exponent_bits) - 128); }
@@ -164,7 +157,7 @@ TEST(Qfp8Codec, EveryCodeDecodesToTheDefinitionAndReencodesToItself) {
         ASSERT_TRUE(std::isfinite(v));
         ASSERT_EQ(qfp8_encode(v, l, beta), c)
             << qfp8_layout_name(l) << " beta " << beta << " code " << code;
-        ASSERT_TRUE(same(qfp8_fake_quant(v, l, beta), v));
+        ASSERT_TRUE(same_bits(qfp8_fake_quant(v, l, beta), v));
       }
     }
   }
@@ -203,7 +196,7 @@ TEST(Qfp8Codec, MidpointsRoundToTheEvenCodeIncludingSubnormals) {
         ASSERT_EQ(qfp8_encode(-mid, l, beta), 0x80 | even);
         ASSERT_EQ(qfp8_encode(std::nextafter(mid, 0.0f), l, beta), c);
         ASSERT_EQ(qfp8_encode(std::nextafter(mid, kInf), l, beta), c + 1);
-        ASSERT_TRUE(same(qfp8_fake_quant(mid, l, beta), qfp8_decode(even, l, beta)));
+        ASSERT_TRUE(same_bits(qfp8_fake_quant(mid, l, beta), qfp8_decode(even, l, beta)));
       }
     }
   }
@@ -229,7 +222,7 @@ TEST(Qfp8Codec, NanFakeQuantizesToNanAndEncodesToSignedMax) {
   for (Qfp8Layout l : kQfp8Layouts) {
     EXPECT_TRUE(std::isnan(qfp8_fake_quant(kNan, l, 3)));
     EXPECT_TRUE(std::isnan(qfp8_fake_quant(-kNan, l, 3)));
-    EXPECT_TRUE(std::isnan(qfp8_fake_quant(float_of(0x7F800001u), l, 3)));  // signalling
+    EXPECT_TRUE(std::isnan(qfp8_fake_quant(from_bits(0x7F800001u), l, 3)));  // signalling
     EXPECT_EQ(qfp8_encode(kNan, l, 3), 0x7F);  // documented: no NaN code
     EXPECT_EQ(qfp8_encode(-kNan, l, 3), 0xFF);
   }
@@ -239,13 +232,13 @@ TEST(Qfp8Codec, NegativeZeroIsCode0x80AndDecodesToNegativeZero) {
   for (Qfp8Layout l : kQfp8Layouts) {
     EXPECT_EQ(qfp8_encode(0.0f, l, 5), 0x00);
     EXPECT_EQ(qfp8_encode(-0.0f, l, 5), 0x80);
-    EXPECT_TRUE(same(qfp8_decode(0x80, l, 5), -0.0f));
-    EXPECT_TRUE(same(qfp8_decode(0x00, l, 5), 0.0f));
-    EXPECT_TRUE(same(qfp8_fake_quant(-0.0f, l, 5), -0.0f));
+    EXPECT_TRUE(same_bits(qfp8_decode(0x80, l, 5), -0.0f));
+    EXPECT_TRUE(same_bits(qfp8_decode(0x00, l, 5), 0.0f));
+    EXPECT_TRUE(same_bits(qfp8_fake_quant(-0.0f, l, 5), -0.0f));
     // A negative value that rounds to zero keeps its sign (-0, as decode(0x80) gives).
     const float tiny = qfp8_min_subnormal(l, 5) / 4;
     EXPECT_EQ(qfp8_encode(-tiny, l, 5), 0x80);
-    EXPECT_TRUE(same(qfp8_fake_quant(-tiny, l, 5), -0.0f));
+    EXPECT_TRUE(same_bits(qfp8_fake_quant(-tiny, l, 5), -0.0f));
   }
 }
 
@@ -267,7 +260,7 @@ TEST(Qfp8Codec, SubnormalCodesAndFloat32SubnormalInputsAreExact) {
   // Float32 subnormal inputs against the reference encoder, every 101st pattern.
   const ReferenceEncoder ref(l, beta);
   for (uint32_t b = 1; b < 0x00800000u; b += 101) {
-    const float x = float_of(b);
+    const float x = from_bits(b);
     ASSERT_EQ(qfp8_encode(x, l, beta), ref.encode(x)) << b;
     ASSERT_EQ(qfp8_encode(-x, l, beta), ref.encode(-x)) << b;
   }
@@ -286,17 +279,17 @@ TEST(Qfp8Codec, FakeQuantEqualsDecodeOfEncodeOverAFloat32Sweep) {
       // Release); 8x sparser under AddressSanitizer, which makes each value ~25x slower.
       const uint64_t stride = (beta == qfp8_standard_bias(l) ? 97 : 997) * kSanitizerStrideScale;
       for (uint64_t b = 0; b <= 0xFFFFFFFFull; b += stride) {
-        const float x = float_of(static_cast<uint32_t>(b));
+        const float x = from_bits(static_cast<uint32_t>(b));
         const uint8_t code = qfp8_encode(x, l, beta);
         const float y = qfp8_fake_quant(x, l, beta);
-        const bool ok = std::isnan(x) ? std::isnan(y) : same(y, qfp8_decode(code, l, beta));
+        const bool ok = std::isnan(x) ? std::isnan(y) : same_bits(y, qfp8_decode(code, l, beta));
         if (!ok && mismatches++ == 0) first = static_cast<uint32_t>(b);
       }
       EXPECT_EQ(mismatches, 0u) << qfp8_layout_name(l) << " beta " << beta << " first 0x"
                                 << std::hex << first;
       // The reference encoder is slower: every 9973rd pattern, non-NaN.
       for (uint64_t b = 0; b <= 0xFFFFFFFFull; b += 9973) {
-        const float x = float_of(static_cast<uint32_t>(b));
+        const float x = from_bits(static_cast<uint32_t>(b));
         if (std::isnan(x)) continue;
         ASSERT_EQ(qfp8_encode(x, l, beta), ref.encode(x))
             << qfp8_layout_name(l) << " beta " << beta << " x " << x;
@@ -309,10 +302,10 @@ TEST(Qfp8Codec, FakeQuantEqualsDecodeOfEncodeOverAFloat32Sweep) {
           const uint32_t cb = bits_of(center);
           for (int d = -8; d <= 8; ++d) {
             if (cb == 0 && d < 0) continue;
-            for (float x : {float_of(cb + d), -float_of(cb + d)}) {
+            for (float x : {from_bits(cb + d), -from_bits(cb + d)}) {
               if (std::isnan(x)) continue;
               ASSERT_EQ(qfp8_encode(x, l, beta), ref.encode(x)) << qfp8_layout_name(l) << " " << x;
-              ASSERT_TRUE(same(qfp8_fake_quant(x, l, beta), qfp8_decode(qfp8_encode(x, l, beta), l, beta)));
+              ASSERT_TRUE(same_bits(qfp8_fake_quant(x, l, beta), qfp8_decode(qfp8_encode(x, l, beta), l, beta)));
             }
           }
         }
@@ -541,7 +534,7 @@ TEST(QuantParams, PerChannelEqualsPerTensorAppliedToEachChannel) {
           << quant_spec_summary(spec) << " channel " << c;
       fake_quantize_reference(one, xc, y_channel.data(), 1, inner);
       for (int64_t i = 0; i < inner; ++i)
-        ASSERT_TRUE(same(y[c * inner + i], y_channel[i])) << quant_spec_summary(spec) << " " << c << "," << i;
+        ASSERT_TRUE(same_bits(y[c * inner + i], y_channel[i])) << quant_spec_summary(spec) << " " << c << "," << i;
     }
   }
 }
@@ -571,7 +564,7 @@ TEST(Fp8Codec, E4M3MatchesTheOcpTable) {
   EXPECT_EQ(fp8_e4m3_decode(0x08), std::ldexp(1.0f, -6));  // smallest normal
   EXPECT_EQ(fp8_e4m3_decode(0x01), std::ldexp(1.0f, -9));  // smallest subnormal
   EXPECT_EQ(fp8_e4m3_decode(0x07), 7 * std::ldexp(1.0f, -9));
-  EXPECT_TRUE(same(fp8_e4m3_decode(0x80), -0.0f));
+  EXPECT_TRUE(same_bits(fp8_e4m3_decode(0x80), -0.0f));
   EXPECT_EQ(fp8_e4m3_encode(17.0f), 0x58);  // 16 (0x58) / 18 (0x59) tie: even
   EXPECT_EQ(fp8_e4m3_encode(464.0f), 0x7E);
   EXPECT_EQ(fp8_e4m3_encode(1000.0f), 0x7E);  // saturating
@@ -669,7 +662,7 @@ TEST(PackedCodes, DecodeOfEncodeEqualsFakeQuantForEveryFormat) {
     decode_packed(p, codes.data(), decoded.data(), channels, inner);
     fake_quantize_reference(p, x.data(), fake.data(), channels, inner);
     for (size_t i = 0; i < x.size(); ++i)
-      ASSERT_TRUE(same(decoded[i], fake[i])) << quant_spec_summary(spec) << " element " << i;
+      ASSERT_TRUE(same_bits(decoded[i], fake[i])) << quant_spec_summary(spec) << " element " << i;
   }
 }
 

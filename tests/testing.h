@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -16,6 +17,20 @@
 #include "core/tensor.h"
 
 namespace qilin::testing {
+
+// A float32's bits and back; `same_bits` compares as bits (so -0 != +0), with any NaN equal to
+// any NaN (a NaN's payload depends on which operand the hardware propagates).
+inline uint32_t bits_of(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+}
+inline float from_bits(uint32_t b) {
+  float x;
+  std::memcpy(&x, &b, sizeof x);
+  return x;
+}
+inline bool same_bits(float a, float b) { return (std::isnan(a) && std::isnan(b)) || bits_of(a) == bits_of(b); }
 
 // Uniform values in [lo, hi) from a fixed seed (std::mt19937: tests only).
 inline Tensor uniform(const Shape& shape, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {

@@ -49,6 +49,23 @@ std::vector<Candidate> candidates(Granularity granularity) {
   return c;
 }
 
+// Appends each format's SQNR (dB) of a signal with the given noise energies, then the name
+// of the best format.
+void add_sqnr_cells(const std::vector<Candidate>& formats, double signal, const std::vector<double>& noise,
+                    std::vector<std::string>* row) {
+  double best = -INFINITY;
+  std::string best_name;
+  for (size_t i = 0; i < formats.size(); ++i) {
+    const double db = noise[i] > 0 ? 10.0 * std::log10(signal / noise[i]) : INFINITY;
+    row->push_back(sig(db, 4));
+    if (db > best) {
+      best = db;
+      best_name = formats[i].name;
+    }
+  }
+  row->push_back(best_name);
+}
+
 }  // namespace
 
 Table qfp8_code_table(Qfp8Layout layout, int32_t beta) {
@@ -85,37 +102,20 @@ Table qfp8_sqnr_table(const std::string& checkpoint, Granularity granularity) {
     std::string shape = "[";
     for (int64_t d = 0; d < tensor.dim(); ++d) shape += (d ? ", " : "") + std::to_string(tensor.size(d));
     std::vector<std::string> row{name, shape + "]", std::to_string(tensor.numel())};
-    double best = -INFINITY;
-    std::string best_name;
+    std::vector<double> noise(formats.size());
     for (size_t i = 0; i < formats.size(); ++i) {
       const QuantParams p = choose_quant_params(formats[i].spec, x.data(), channels, inner, name);
-      const double noise = quant_squared_error(p, x.data(), channels, inner);
-      total_noise[i] += noise;
-      const double db = noise > 0 ? 10.0 * std::log10(signal / noise) : INFINITY;
-      row.push_back(sig(db, 4));
-      if (db > best) {
-        best = db;
-        best_name = formats[i].name;
-      }
+      noise[i] = quant_squared_error(p, x.data(), channels, inner);
+      total_noise[i] += noise[i];
     }
-    row.push_back(best_name);
+    add_sqnr_cells(formats, signal, noise, &row);
     t.add(row);
     total_signal += signal;
     total_elements += tensor.numel();
   }
   QILIN_CHECK(total_elements > 0, checkpoint, ": no float32 tensor with 2 or more dims (no weights to quantize)");
   std::vector<std::string> row{"(all weights)", "-", std::to_string(total_elements)};
-  double best = -INFINITY;
-  std::string best_name;
-  for (size_t i = 0; i < formats.size(); ++i) {
-    const double db = total_noise[i] > 0 ? 10.0 * std::log10(total_signal / total_noise[i]) : INFINITY;
-    row.push_back(sig(db, 4));
-    if (db > best) {
-      best = db;
-      best_name = formats[i].name;
-    }
-  }
-  row.push_back(best_name);
+  add_sqnr_cells(formats, total_signal, total_noise, &row);
   t.add(row);
   return t;
 }

@@ -23,9 +23,14 @@
 #include "core/interp_view.h"
 #include "hwy/targets.h"
 #include "kernels/cpu/interp.h"
+#include "tests/testing.h"
 
 namespace qilin {
 namespace {
+
+using testing::bits_of;
+using testing::from_bits;
+using testing::same_bits;
 
 namespace kc = kernels::cpu;
 
@@ -120,16 +125,6 @@ void make_nonuniform(OwnedTable* t, const Fn& f, float a, const std::vector<std:
 
 // ---- inputs ----
 
-float from_bits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-uint32_t to_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
 
 // Inputs that reach every branch: exact breakpoints and their neighbours, lo, hi, values
 // just below hi (x - a rounds up to 2^m), uniform inside and around the domain, ±0, ±Inf,
@@ -175,8 +170,6 @@ std::vector<float> inputs_for(const InterpTableView& t, size_t count, uint32_t s
   return x;
 }
 
-// Same bits, or both NaN (the payload of a NaN product depends on operand order).
-bool same(float a, float b) { return to_bits(a) == to_bits(b) || (std::isnan(a) && std::isnan(b)); }
 
 // ---- targets ----
 
@@ -210,9 +203,9 @@ void expect_kernels_match(const InterpTableView& t, const std::vector<float>& x,
   }
   int64_t bad = 0;
   auto check = [&](const char* kernel, int64_t i, float got, float want) {
-    if (!same(got, want) && bad++ < 5)
+    if (!same_bits(got, want) && bad++ < 5)
       ADD_FAILURE() << what << " " << kernel << ": x = " << x[i] << " (bits 0x" << std::hex
-                    << to_bits(x[i]) << std::dec << ") gives " << got << ", reference " << want;
+                    << bits_of(x[i]) << std::dec << ") gives " << got << ", reference " << want;
   };
   kc::interp_forward(t, x.data(), y.data(), n);
   for (int64_t i = 0; i < n; ++i) check("forward", i, y[i], interp_eval(t, x[i]));
@@ -333,8 +326,8 @@ TEST(InterpKernels, EveryLengthAndTailIsCoveredAndInPlaceWorks) {
       kc::interp_backward_slope(t.view, x.data(), g.data(), g.data(), static_cast<int64_t>(g.size()),
                                 false);
       for (size_t i = 0; i < x.size(); ++i) {
-        ASSERT_TRUE(same(y[i], interp_eval(t.view, x[i]))) << target << " in place, x = " << x[i];
-        ASSERT_TRUE(same(g[i], 1.5f * interp_slope(t.view, x[i]))) << target << " dx = dy";
+        ASSERT_TRUE(same_bits(y[i], interp_eval(t.view, x[i]))) << target << " in place, x = " << x[i];
+        ASSERT_TRUE(same_bits(g[i], 1.5f * interp_slope(t.view, x[i]))) << target << " dx = dy";
       }
     }
   });
@@ -560,7 +553,7 @@ TEST(InterpKernels, SoftmaxBackwardFromSavedRowStatsEqualsRecomputingThemBitForB
       kc::interp_softmax_backward_slope(t.view, x.data(), y.data(), gy.data(), gx_stats.data(), rows,
                                         cols, acc, &stats);
       for (size_t i = 0; i < gx.size(); ++i)
-        ASSERT_TRUE(to_bits(gx[i]) == to_bits(gx_stats[i]) || (std::isnan(gx[i]) && std::isnan(gx_stats[i])))
+        ASSERT_TRUE(bits_of(gx[i]) == bits_of(gx_stats[i]) || (std::isnan(gx[i]) && std::isnan(gx_stats[i])))
             << target << (acc ? " +=" : "") << " element " << i << ": " << gx[i] << " vs " << gx_stats[i];
     }
   });

@@ -35,24 +35,15 @@
 namespace qilin {
 namespace {
 
+using testing::bits_of;
+using testing::from_bits;
+using testing::same_bits;
+
 namespace kc = kernels::cpu;
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-uint32_t bits_of(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, sizeof b);
-  return b;
-}
-float from_bits(uint32_t b) {
-  float x;
-  std::memcpy(&x, &b, sizeof x);
-  return x;
-}
-// Equal as values and in sign (-0 != +0); any NaN equals any NaN (a NaN's payload depends on
-// which operand the hardware propagates).
-bool same(float a, float b) { return (std::isnan(a) && std::isnan(b)) || bits_of(a) == bits_of(b); }
 
 template <typename F>
 std::string error_of(F&& f) {
@@ -196,7 +187,7 @@ void check_kernels(const std::vector<QuantChannel>& params, const std::vector<fl
   kc::fake_quant_forward(params.data(), np, x.data(), y.data(), channels, inner);
   for (int64_t i = 0; i < n; ++i) {
     const float expected = quant_fake(entry(i), x[i]);
-    if (!same(y[i], expected)) {
+    if (!same_bits(y[i], expected)) {
       ADD_FAILURE() << "forward: " << describe(i) << ": got " << y[i] << ", expected " << expected;
       break;
     }
@@ -204,7 +195,7 @@ void check_kernels(const std::vector<QuantChannel>& params, const std::vector<fl
   std::vector<float> in_place = x;
   kc::fake_quant_forward(params.data(), np, in_place.data(), in_place.data(), channels, inner);
   for (int64_t i = 0; i < n; ++i) {
-    if (!same(in_place[i], y[i])) {
+    if (!same_bits(in_place[i], y[i])) {
       ADD_FAILURE() << "forward in place: " << describe(i);
       break;
     }
@@ -225,7 +216,7 @@ void check_kernels(const std::vector<QuantChannel>& params, const std::vector<fl
     for (int64_t i = 0; i < n; ++i) {
       const bool pass = entry(i).format == QuantFormat::kNone || std::fabs(x[i]) <= quant_clip_max(entry(i));
       const float expected = accumulate ? (pass ? dx_old[i] + dy[i] : dx_old[i]) : (pass ? dy[i] : 0.0f);
-      if (!same(dx[i], expected)) {
+      if (!same_bits(dx[i], expected)) {
         ADD_FAILURE() << "backward" << (accumulate ? " +=: " : ": ") << describe(i) << ": got "
                       << dx[i] << ", expected " << expected;
         break;
@@ -250,7 +241,7 @@ void check_kernels(const std::vector<QuantChannel>& params, const std::vector<fl
   kc::quant_decode_packed(params.data(), np, codes.data(), decoded.data(), channels, inner);
   for (int64_t i = 0; i < n; ++i) {
     const float expected = quant_decode(entry(i), codes[i]);
-    if (!same(decoded[i], expected)) {
+    if (!same_bits(decoded[i], expected)) {
       ADD_FAILURE() << "decode: " << what << " element " << i << " code 0x" << std::hex
                     << int{codes[i]} << std::dec << ": got " << decoded[i] << ", expected " << expected;
       break;
@@ -401,7 +392,7 @@ TEST(QuantAmax, MaxAbsOverEveryLengthAndNanAnywhereGivesNan) {
       }
     }
     const float zeros[3] = {-0.0f, 0.0f, -0.0f};
-    EXPECT_TRUE(same(kc::amax_forward(zeros, 3), 0.0f)) << target << ": |-0| is +0";
+    EXPECT_TRUE(same_bits(kc::amax_forward(zeros, 3), 0.0f)) << target << ": |-0| is +0";
     EXPECT_EQ(kc::amax_forward(nullptr, 0), 0.0f) << target;
   });
 }
@@ -439,7 +430,7 @@ TEST(FakeQuantize, PerChannelAlongAxisZeroEqualsTheReferenceLoop) {
   std::vector<float> expected(w.numel());
   fake_quantize_reference(p, w.data<float>(), expected.data(), 6, 15);
   const std::vector<float> y = fake_quantize(w, p, 0).to_vector();
-  for (size_t i = 0; i < y.size(); ++i) ASSERT_TRUE(same(y[i], expected[i])) << "element " << i;
+  for (size_t i = 0; i < y.size(); ++i) ASSERT_TRUE(same_bits(y[i], expected[i])) << "element " << i;
 }
 
 TEST(FakeQuantize, PerChannelAlongAnInnerAxisAndPerTensorWithAnyAxis) {
@@ -450,7 +441,7 @@ TEST(FakeQuantize, PerChannelAlongAnInnerAxisAndPerTensorWithAnyAxis) {
   const std::vector<float> xv = x.to_vector(), y = fake_quantize(x, p, 1).to_vector();
   for (int64_t i = 0; i < x.numel(); ++i) {
     const int64_t c = (i / 3) % 4;
-    ASSERT_TRUE(same(y[i], int8_fake_quant(xv[i], p.scales[c]))) << "element " << i;
+    ASSERT_TRUE(same_bits(y[i], int8_fake_quant(xv[i], p.scales[c]))) << "element " << i;
   }
   QuantParams one;
   one.format = QuantFormat::kFp8E4M3;
@@ -458,7 +449,7 @@ TEST(FakeQuantize, PerChannelAlongAnInnerAxisAndPerTensorWithAnyAxis) {
   for (int64_t axis : {int64_t{-1}, int64_t{0}, int64_t{2}}) {
     const std::vector<float> z = fake_quantize(x, one, axis).to_vector();
     for (int64_t i = 0; i < x.numel(); ++i)
-      ASSERT_TRUE(same(z[i], fp8_e4m3_fake_quant(xv[i], 3.0f))) << "axis " << axis << " element " << i;
+      ASSERT_TRUE(same_bits(z[i], fp8_e4m3_fake_quant(xv[i], 3.0f))) << "axis " << axis << " element " << i;
   }
   QuantParams none;
   EXPECT_TRUE(fake_quantize(x, none, -1).same(x)) << "format none returns x itself";
