@@ -256,16 +256,16 @@ TEST(ConfigErrors, TheQuantSectionValidatesItsKeysAlready) {
 
 TEST(ConfigErrors, LaterFeaturesAndQuantModesNameWhatIsMissing) {
   EXPECT_EQ(probe_error("quant:\n  format: qfp8\n"),
-            "t.yaml:3: quant.format = qfp8: needs run.mode ptq (or eval of a packed ptq checkpoint); "
-            "quantized training is run.mode qat, next in issue 5");
+            "t.yaml:3: quant.format = qfp8: needs run.mode ptq or qat (or eval of a packed checkpoint)");
   EXPECT_EQ(probe_error("run:\n  mode: ptq\n"),
             "t.yaml:3: run.mode = ptq: needs quant.format (qfp8, int8, fp8_e4m3 or fp8_e5m2)");
   EXPECT_EQ(probe_error("run:\n  mode: ptq\nquant:\n  format: int8\n"),
             "t.yaml:3: run.mode = ptq: needs checkpoint.init_from (the fp32 weights to quantize)");
   EXPECT_EQ(probe_error("run:\n  mode: ptq\nquant:\n  format: int8\ncheckpoint:\n  init_from: w.safetensors\n"),
-            "t.yaml: calibrate.batches = 0: ptq needs at least one calibration batch");
+            "t.yaml: calibrate.batches = 0: ptq needs at least one calibration batch (the activation "
+            "biases are frozen from them)");
   EXPECT_EQ(probe_error("run:\n  mode: qat\n"),
-            "t.yaml:3: run.mode = qat: qat is not built yet (next in issue 5); train, eval and ptq are");
+            "t.yaml:3: run.mode = qat: needs quant.format (qfp8, int8, fp8_e4m3 or fp8_e5m2)");
   EXPECT_EQ(probe_error("quant:\n  fold_bn: true\n"),
             "t.yaml:3: quant.fold_bn = true: folding BatchNorm into convolutions is not built yet (next in issue 5)");
   EXPECT_EQ(probe_error("quant:\n  fold_bn: true\ncalibrate:\n  bn: true\n"),
@@ -424,8 +424,7 @@ TEST(ConfigOverrides, ErrorsNameSetAndTheKeyPath) {
   EXPECT_EQ(text_error(kMinimal, {"optim.lr=abc"}), "--set: optim.lr = abc: must be a number > 0");
   EXPECT_EQ(text_error(kMinimal, {"optim.lr=[1"}), "--set: optim.lr = [1: not a valid YAML value");
   EXPECT_EQ(text_error(kMinimal, {"quant.format=int8"}),
-            "--set: quant.format = int8: needs run.mode ptq (or eval of a packed ptq checkpoint); "
-            "quantized training is run.mode qat, next in issue 5");
+            "--set: quant.format = int8: needs run.mode ptq or qat (or eval of a packed checkpoint)");
 }
 
 TEST(ConfigOverrides, SweepSplitsValuesAndChecksTheKey) {

@@ -293,5 +293,40 @@ TEST_F(TrainerTest, PtqQuantizesCalibratesBatchNormExportsPackedAndThePackedFile
   EXPECT_THROW(run_training(config(eval)), ConfigError);
 }
 
+TEST_F(TrainerTest, QatFineTunesWithFakeQuantFreezesBiasesAndBatchNormAndExportsWhatItEvaluated) {
+  const std::vector<std::string> resnet = {"model.arch=resnet20", "optim.epochs=2", "optim.ema_decay=0"};
+  RunOutcome fp32 = run_training(config(resnet));
+  ASSERT_EQ(fp32.exit_code(), 0);
+  const std::string init = (std::filesystem::path(fp32.run_dir) / "ckpt_last.safetensors").string();
+  std::vector<std::string> qat = resnet;
+  for (const char* o : {"run.mode=qat", "run.name=qat", "quant.format=int8", "quant.freeze_bias_after=3",
+                        "quant.freeze_bn_after=1", "calibrate.batches=2", "optim.lr=1.0e-3"})
+    qat.push_back(o);
+  qat.push_back("checkpoint.init_from=" + init);
+  RunOutcome out = run_training(config(qat));
+  ASSERT_EQ(out.exit_code(), 0);
+  EXPECT_GT(out.test_acc, 0.6);  // the synthetic classes stay learned under int8 fake quantization
+  const std::filesystem::path dir = out.run_dir;
+  nlohmann::json summary = read_json((dir / "summary.json").string());
+  const std::string layer = summary["layers"]["layer1.0.conv1"];
+  EXPECT_NE(layer.find("QuantConv2d"), std::string::npos) << layer;
+  EXPECT_NE(layer.find("int8"), std::string::npos) << layer;
+  EXPECT_NE(layer.find("frozen"), std::string::npos) << layer;
+  // BatchNorm statistics: 2 fp32 epochs of 8 steps, then one QAT epoch that updates them and
+  // one (freeze_bn_after = 1) that does not.
+  SafetensorsContents packed = load_safetensors((dir / "ckpt_quant.safetensors").string());
+  Tensor tracked = packed.find("layer1.0.bn1.num_batches_tracked");
+  ASSERT_TRUE(tracked.defined());
+  EXPECT_EQ(tracked.data<int64_t>()[0], 16 + 8);
+  // The packed checkpoint is the model that was tested.
+  std::vector<std::string> eval = resnet;
+  for (const char* o : {"run.mode=eval", "run.name=eval_qat", "quant.format=int8"}) eval.push_back(o);
+  eval.push_back("checkpoint.init_from=" + (dir / "ckpt_quant.safetensors").string());
+  RunOutcome again = run_training(config(eval));
+  ASSERT_EQ(again.exit_code(), 0);
+  EXPECT_EQ(again.test_acc, out.test_acc);
+  EXPECT_EQ(again.test_loss, out.test_loss);
+}
+
 }  // namespace
 }  // namespace qilin

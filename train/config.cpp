@@ -288,7 +288,7 @@ void visit_config(Config& c, Visitor& v) {
            c.run.name, "letters, digits and _ . - + =");
     choice(v, {"mode", "train: from scratch or checkpoint.init_from; eval: evaluate "
                        "checkpoint.init_from; ptq: quantize checkpoint.init_from, calibrate, "
-                       "evaluate, export packed; qat: next"},
+                       "evaluate, export packed; qat: train with fake quantization, then the same"},
            c.run.mode, kRunModes);
     v.integer({"seed", "initial weights, validation split, shuffling, augmentation"}, c.run.seed,
               at_least(0));
@@ -438,7 +438,7 @@ void visit_config(Config& c, Visitor& v) {
   QuantSection& q = c.quant;
   v.section("quant", "8-bit quantized Linear / Conv2d layers (DESIGN.md §4.2)", [&] {
     choice(v, {"format", "none: fp32 layers; the others quantize every Linear / Conv2d not excluded "
-                         "(run.mode ptq, or eval of a packed ptq checkpoint)"},
+                         "(run.mode ptq or qat, or eval of a packed checkpoint)"},
            q.format, kQuantFormats);
     choice(v, {"layout", "qfp8 only: the exponent/mantissa split; auto: per weight tensor (or "
                          "channel) the layout and bias with least squared error, activations e3m4"},
@@ -459,14 +459,15 @@ void visit_config(Config& c, Visitor& v) {
     v.texts({"exclude", "layers kept in fp32, by dotted path glob, e.g. head, patch_embed.*"}, q.exclude,
             "fnmatch globs");
     v.boolean({"fold_bn", "fold each BatchNorm into its conv before weight quantization"}, q.fold_bn);
-    v.integer({"freeze_bias_after", "qat: activation biases frozen after this many steps; 0: "
-                                    "from each batch until the end"},
+    v.integer({"freeze_bias_after", "qat: from this step on, the activation biases are calibrated "
+                                    "on the next calibrate.batches training batches, then frozen; 0: from "
+                                    "each batch until the end"},
               q.freeze_bias_after, at_least(0));
     v.integer({"freeze_bn_after", "qat: BatchNorm statistics frozen after this many epochs; 0: never"},
               q.freeze_bn_after, at_least(0));
   });
   v.section("calibrate", "activation-bias and BatchNorm calibration (DESIGN.md §4.3)", [&] {
-    v.integer({"batches", "ptq: training batches run through the quantized model to calibrate"},
+    v.integer({"batches", "ptq, qat: training batches run through the quantized model to calibrate"},
               c.calibrate.batches, at_least(0));
     v.boolean({"bn", "ptq: re-estimate BatchNorm statistics on those batches, then the "
                      "activation biases again"},
@@ -928,25 +929,25 @@ class Checker {
     if (q.fold_bn)
       fail("quant.fold_bn", "true", "folding BatchNorm into convolutions is not built yet (next in issue 5)");
     const RunMode mode = c_.run.mode;
-    if (mode == RunMode::kPtq) {
+    if (mode == RunMode::kPtq || mode == RunMode::kQat) {
+      const char* m = mode == RunMode::kPtq ? "ptq" : "qat";
       if (q.format == QuantFormat::kNone)
-        fail("run.mode", "ptq", "needs quant.format (qfp8, int8, fp8_e4m3 or fp8_e5m2)");
-      if (c_.checkpoint.init_from.empty())
-        fail("run.mode", "ptq", "needs checkpoint.init_from (the fp32 weights to quantize)");
+        fail("run.mode", m, "needs quant.format (qfp8, int8, fp8_e4m3 or fp8_e5m2)");
+      if (mode == RunMode::kPtq && c_.checkpoint.init_from.empty())
+        fail("run.mode", m, "needs checkpoint.init_from (the fp32 weights to quantize)");
       if (c_.calibrate.batches < 1)
-        fail("calibrate.batches", "0", "ptq needs at least one calibration batch");
+        fail("calibrate.batches", "0",
+             str_cat(m, " needs at least one calibration batch (the activation biases are frozen from them)"));
+      if (mode == RunMode::kQat && c_.calibrate.bn)
+        fail("calibrate.bn", "true", "re-estimates BatchNorm after ptq; qat trains it (quant.freeze_bn_after freezes it)");
     } else if (q.format != QuantFormat::kNone && mode != RunMode::kEval) {
       fail("quant.format", kQuantFormats.at(static_cast<size_t>(q.format)),
-           mode == RunMode::kQat ? "needs run.mode ptq for now (qat is next in issue 5)"
-                                 : "needs run.mode ptq (or eval of a packed ptq checkpoint); quantized "
-                                   "training is run.mode qat, next in issue 5");
+           "needs run.mode ptq or qat (or eval of a packed checkpoint)");
     }
   }
 
   void check() const {
     const Config& c = c_;
-    if (c.run.mode == RunMode::kQat)
-      fail("run.mode", to_string(c.run.mode), "qat is not built yet (next in issue 5); train, eval and ptq are");
     bool name_ok = !c.run.name.empty() && c.run.name != "." && c.run.name != "..";
     for (char ch : c.run.name)
       if (!(std::isalnum(static_cast<unsigned char>(ch)) || std::strchr("_.-+=", ch))) name_ok = false;
@@ -1356,8 +1357,8 @@ that is not an existing file is looked up among the shipped configs (`train --co
   runs the 4096-piece defaults; `--sweep interp.segments=16,64,256,1024,4096` is the paper's
   ablation (a function with its own `segments` keeps it). Functions the model does not use are
   listed once in the run log; summary.json names each layer's table.
-- `run.mode: qat`, `quant.fold_bn` and `distributed.enabled` are in the schema already and are
-  refused, naming what is missing, until the issues that build them.
+- `quant.fold_bn` and `distributed.enabled` are in the schema already and are refused, naming
+  what is missing, until the issues that build them.
 - The run directory gets the resolved config (every key below, defaults filled) as
   `config.yaml`: loading it gives the same configuration, and its hash is stored in checkpoints.
 

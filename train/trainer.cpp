@@ -280,6 +280,13 @@ int64_t recalibrate_batch_norms(Layer& model, TrainerData& data, int64_t batches
   return done;
 }
 
+// QAT's freeze_bn_after: BatchNorm layers in eval mode (running statistics used and no
+// longer updated) while the rest trains.
+void freeze_batch_norms(Layer& model) {
+  for (auto& [name, m] : model.named_modules())
+    if (auto* bn = dynamic_cast<BatchNorm2d*>(m)) bn->train(false);
+}
+
 // ---- optimizer and schedule from the config ----
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimSection& o, Layer& model) {
@@ -527,6 +534,7 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
   std::fflush(stdout);
 
   nlohmann::json ptq_report;
+  const bool qat = config.run.mode == RunMode::kQat;
   if (config.run.mode == RunMode::kPtq) {
     // DESIGN.md §4.3's order: weights, activation biases, BN statistics, activation biases again.
     const auto eval_both = [&](Layer& m, const char* what) {
@@ -576,6 +584,22 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
       for (; progress.epoch_batch < steps_per_epoch * config.optim.accum_steps;) {
         optimizer->set_lr(schedule.lr_at(progress.step));
         optimizer->zero_grad();
+        if (qat) {
+          // Activation biases: from each batch, then (freeze_bias_after) calibrated on the next
+          // calibrate.batches training batches and frozen. BN statistics frozen from an epoch on.
+          const int64_t freeze_at = config.quant.freeze_bias_after;
+          if (freeze_at > 0 && progress.step == freeze_at) {
+            set_activation_mode(*model, ActivationMode::kCalibrating);
+            reporter.message(str_cat("qat: calibrating the activation biases on steps ", freeze_at + 1, "..",
+                                     freeze_at + config.calibrate.batches));
+          }
+          if (freeze_at > 0 && progress.step == freeze_at + config.calibrate.batches) {
+            freeze_activations(*model);
+            reporter.message(str_cat("qat: activation biases frozen at step ", progress.step));
+          }
+          if (config.quant.freeze_bn_after > 0 && progress.epoch >= config.quant.freeze_bn_after)
+            freeze_batch_norms(*model);
+        }
         float step_loss = 0;
         for (int64_t micro = 0; micro < config.optim.accum_steps; ++micro) {
           std::optional<Batch> batch = data.train().next();
@@ -652,6 +676,21 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
         save(str_cat("epoch_", progress.epoch));
     }
     outcome.best_val_acc = progress.best_metric;
+    if (outcome.status == RunOutcome::Status::kFinished && qat) {
+      // As after PTQ: the activation biases calibrated and frozen, the weights' frozen, and
+      // evaluation and export use them.
+      calibrate_activations(*model, data, config.calibrate.batches);
+      freeze_weights(*model);
+      EvalResult val = evaluate(*model, data, false);
+      outcome.best_val_acc = val.top1;
+      std::map<std::string, std::string> metadata;
+      const NamedTensors packed = packed_state_dict(*model, &metadata);
+      const std::string path = (std::filesystem::path(dir) / "ckpt_quant.safetensors").string();
+      save_safetensors(path + ".tmp", packed, metadata);
+      std::filesystem::rename(path + ".tmp", path);
+      reporter.message(str_cat("qat: activation biases calibrated and frozen on ", config.calibrate.batches,
+                               " batches; val top-1 ", 100 * val.top1, "%; packed checkpoint ", path));
+    }
     if (outcome.status == RunOutcome::Status::kFinished) {
       EvalResult test = evaluate(*model, data, true);
       outcome.test_acc = test.top1;
