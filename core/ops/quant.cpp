@@ -127,10 +127,16 @@ QuantParams choose_params(const QuantSpec& spec, const Tensor& x, const std::str
     switch (spec.format) {
       case QuantFormat::kNone: break;
       case QuantFormat::kQfp8: {
-        const std::string group_name = per_channel ? str_cat(name, " (channel ", g, ")") : name;
-        int32_t beta = spec.fixed_bias;
-        if (spec.bias == BiasMode::kFixed) check_qfp8_bias(*spec.layout, beta, group_name);
-        else beta = bias_for_amax(amax[g], *spec.layout, group_name);
+        // Runs every step for dynamic activation biases: the group's name (for the error) is
+        // only built when the bias is out of range.
+        const int32_t beta = spec.bias == BiasMode::kFixed
+                                 ? spec.fixed_bias
+                                 : qfp8_bias_for_amax_unchecked(amax[g], *spec.layout);
+        if (!qfp8_bias_in_range(*spec.layout, beta)) {
+          const std::string group_name = per_channel ? str_cat(name, " (channel ", g, ")") : name;
+          if (spec.bias == BiasMode::kFixed) check_qfp8_bias(*spec.layout, beta, group_name);
+          bias_for_amax(amax[g], *spec.layout, group_name);  // throws, naming the group
+        }
         params.layouts.push_back(*spec.layout);
         params.betas.push_back(beta);
         break;
