@@ -87,6 +87,7 @@ QILIN_HOST_DEVICE inline float infinity() { return bits_float(0x7F800000u); }
 QILIN_HOST_DEVICE inline float quiet_nan() { return bits_float(0x7FC00000u); }
 QILIN_HOST_DEVICE inline float float_max() { return bits_float(0x7F7FFFFFu); }
 QILIN_HOST_DEVICE inline float denorm_min() { return bits_float(0x00000001u); }
+QILIN_HOST_DEVICE inline float float_min() { return bits_float(0x00800000u); }  // 2^-126
 
 // 2^k exactly, for -149 <= k <= 127 (float32 subnormal powers included).
 QILIN_HOST_DEVICE inline float exp2i(int32_t k) {
@@ -266,29 +267,30 @@ QILIN_HOST_DEVICE inline float fp8_scale_for_amax(float fmt_max, float amax) {
   return scale <= qfp8_detail::float_max() ? scale : qfp8_detail::float_max();
 }
 
-// x' = decode(encode(x * scale)) / scale, products in float32 as the kernels compute them.
-// NaN in gives NaN out.
+// x' = decode(encode(x * scale)) * scale_inv, scale_inv = fl(1 / scale): Transformer Engine's
+// scale / scale_inv pair, products in float32 as the kernels compute them. NaN in gives NaN out.
 QILIN_HOST_DEVICE inline float fp8_e4m3_fake_quant(float x, float scale) {
-  return fp8_e4m3_decode(fp8_e4m3_encode(x * scale)) / scale;
+  return fp8_e4m3_decode(fp8_e4m3_encode(x * scale)) * (1.0f / scale);
 }
 QILIN_HOST_DEVICE inline float fp8_e5m2_fake_quant(float x, float scale) {
-  return fp8_e5m2_decode(fp8_e5m2_encode(x * scale)) / scale;
+  return fp8_e5m2_decode(fp8_e5m2_encode(x * scale)) * (1.0f / scale);
 }
 
 // ---- symmetric int8 ----
-// scale = amax / 127 (amax == 0: 1; an amax so small that amax / 127 underflows to 0 gets
-// the smallest subnormal, so the grid stays usable); code = clamp(rne(x / scale), -127, 127);
-// x' = code * scale.
+// scale = amax / 127 (amax == 0: 1; an amax so small that amax / 127 falls below FLT_MIN
+// gets FLT_MIN = 2^-126, whose reciprocal is still finite); code = clamp(rne(x * inv_scale), -127,
+// 127) with inv_scale = fl(1 / scale), as PyTorch's fake_quantize_per_tensor_affine computes
+// it; x' = code * scale.
 
 QILIN_HOST_DEVICE inline float int8_scale_for_amax(float amax) {
   if (!(amax > 0.0f)) return 1.0f;
   const float scale = amax / static_cast<float>(kInt8MaxCode);
-  return scale > 0.0f ? scale : qfp8_detail::denorm_min();
+  return scale >= qfp8_detail::float_min() ? scale : qfp8_detail::float_min();
 }
 
 // NaN encodes to 0 (int8 has no NaN; the packed path rejects NaN, fake_quant returns it).
 QILIN_HOST_DEVICE inline int8_t int8_encode(float x, float scale) {
-  const float v = x / scale;
+  const float v = x * (1.0f / scale);
   if (v != v) return 0;
   const float limit = static_cast<float>(kInt8MaxCode);
   const float clamped = v < -limit ? -limit : (v > limit ? limit : v);
@@ -339,8 +341,8 @@ QILIN_HOST_DEVICE inline float quant_decode(const QuantChannel& c, uint8_t code)
     case QuantFormat::kNone: return 0.0f;
     case QuantFormat::kQfp8: return qfp8_decode(code, c.layout, c.beta);
     case QuantFormat::kInt8: return int8_decode(static_cast<int8_t>(code), c.scale);
-    case QuantFormat::kFp8E4M3: return fp8_e4m3_decode(code) / c.scale;
-    case QuantFormat::kFp8E5M2: return fp8_e5m2_decode(code) / c.scale;
+    case QuantFormat::kFp8E4M3: return fp8_e4m3_decode(code) * (1.0f / c.scale);
+    case QuantFormat::kFp8E5M2: return fp8_e5m2_decode(code) * (1.0f / c.scale);
   }
   return 0.0f;
 }
@@ -353,8 +355,8 @@ QILIN_HOST_DEVICE inline float quant_clip_max(const QuantChannel& c) {
     case QuantFormat::kNone: return qfp8_detail::infinity();
     case QuantFormat::kQfp8: return qfp8_max(c.layout, c.beta);
     case QuantFormat::kInt8: return static_cast<float>(kInt8MaxCode) * c.scale;
-    case QuantFormat::kFp8E4M3: return kFp8E4M3Max / c.scale;
-    case QuantFormat::kFp8E5M2: return kFp8E5M2Max / c.scale;
+    case QuantFormat::kFp8E4M3: return kFp8E4M3Max * (1.0f / c.scale);
+    case QuantFormat::kFp8E5M2: return kFp8E5M2Max * (1.0f / c.scale);
   }
   return qfp8_detail::infinity();
 }

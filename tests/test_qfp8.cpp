@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -614,7 +615,7 @@ TEST(Fp8Codec, CurrentScalingMapsAmaxToTheFormatMax) {
   EXPECT_EQ(fp8_e5m2_fake_quant(1.0f, 4.0f), 1.0f);
   EXPECT_TRUE(std::isnan(fp8_e5m2_fake_quant(kNan, 4.0f)));
   // 0.3 * 224 = 67.2 lies between 64 and 72 (step 8): 64, so 64 / 224.
-  EXPECT_EQ(fp8_e4m3_fake_quant(0.3f, 224.0f), 64.0f / 224.0f);
+  EXPECT_EQ(fp8_e4m3_fake_quant(0.3f, 224.0f), 64.0f * (1.0f / 224.0f));
 }
 
 TEST(Int8Codec, SymmetricRoundToEvenAndClamp) {
@@ -625,6 +626,11 @@ TEST(Int8Codec, SymmetricRoundToEvenAndClamp) {
   EXPECT_EQ(int8_encode(-100.0f, scale), -127);  // -128 is never used
   EXPECT_EQ(int8_encode(-kInf, scale), -127);
   EXPECT_EQ(int8_encode(kInf, scale), 127);
+  // x times fl(1 / scale), as PyTorch's fake_quantize_per_tensor_affine, not x / scale: here
+  // x / scale rounds to -125 and x * (1 / scale) to -126.
+  const float near_tie_scale = int8_scale_for_amax(1.00001001f);
+  EXPECT_EQ(int8_encode(-0.988198876f, near_tie_scale), -126);
+  EXPECT_EQ(int8_scale_for_amax(1e-40f), FLT_MIN);  // the floor keeps 1 / scale finite
   EXPECT_EQ(int8_encode(2.5f, 1.0f), 2);   // ties to even
   EXPECT_EQ(int8_encode(3.5f, 1.0f), 4);
   EXPECT_EQ(int8_encode(-2.5f, 1.0f), -2);

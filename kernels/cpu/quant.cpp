@@ -15,9 +15,8 @@
 // exactly, and the result is scaled back by 2^-K exactly (every code value is a float32).
 // Values that the scaling rounds (below 2^-126 after it) are far below half the smallest
 // step and round to 0 either way. OCP FP8 uses its scale instead of 2^K
-// (t = x * scale, decode / scale: the reference's own float operations, so the division
-// stays a division).
-// int8: round(clamp(x / scale, ±127)) * scale with hn::Round (ties to even, as nearbyint),
+// (t = x * scale, decode * scale_inv: the reference's own float operations).
+// int8: round(clamp(x * inv_scale, ±127)) * scale with hn::Round (ties to even, as nearbyint),
 // + 0.0f turning -0 into the +0 that the reference's int8_t conversion gives.
 //
 // Packed codes reuse the rounding: bits(fl(a + C)) - bits(C) is q and the exponent
@@ -64,8 +63,8 @@ constexpr int32_t kFloatMantissaBits = 23;
 // bits with integer arithmetic only: per-channel rows of 1024 values take about 250 cycles
 // of vector work, so the set-up must cost little next to that (bench_quant per_channel).
 struct Grid {
-  float pre = 1.0f;         // qfp8: 2^K (multiply); fp8: scale (multiply); int8: scale (divide)
-  float post = 1.0f;        // qfp8: 2^-K (multiply); fp8: scale (divide); int8: scale (multiply)
+  float pre = 1.0f;         // multiplies x: qfp8 2^K; fp8 scale; int8 1 / scale
+  float post = 1.0f;        // multiplies the grid value: qfp8 2^-K; fp8 1 / scale; int8 scale
   float max_scaled = 0.0f;  // max in the scaled domain (qfp8: max 2^K; fp8: 448 / 57344)
   int32_t emin_bits = 0;    // bits of 2^e_min in the scaled domain
   int32_t step_shift = 0;   // (23 - M) << 23: from 2^e's bits to C = 2^(e - M + 23)'s
@@ -105,17 +104,22 @@ inline Grid make_grid(const QuantChannel& c) {
       break;
     }
     case QuantFormat::kFp8E4M3:  // E4M3FN: max 448 = 1.75 * 2^8, one step below QFP8's 480
-      g.pre = g.post = c.scale;
+      g.pre = c.scale;
+      g.post = 1.0f / c.scale;
       g.max_code = kFp8E4M3MaxCode;
       set_minifloat(&g, kQfp8E4M3.mantissa_bits, 1 - kFp8E4M3Bias, 8, 0);
       g.max_scaled = kFp8E4M3Max;
       break;
     case QuantFormat::kFp8E5M2:  // max 57344 = 1.75 * 2^15
-      g.pre = g.post = c.scale;
+      g.pre = c.scale;
+      g.post = 1.0f / c.scale;
       g.max_code = kFp8E5M2MaxCode;
       set_minifloat(&g, kQfp8E5M2.mantissa_bits, 1 - kFp8E5M2Bias, 15, 0);
       break;
-    case QuantFormat::kInt8: g.pre = g.post = c.scale; break;
+    case QuantFormat::kInt8:
+      g.pre = 1.0f / c.scale;
+      g.post = c.scale;
+      break;
   }
   return g;
 }
@@ -140,7 +144,8 @@ inline DecodeGrid make_decode_grid(const QuantChannel& c) {
 
 // The parameter entries must fit the geometry, share one format, and be codable: QFP8 a known
 // layout with β in range (the K scaling relies on it), the scales positive and finite (the
-// FP8 forms take the sign from x, not from x * scale). Returns false when there is no data
+// FP8 forms take the sign from x, not from x * scale), int8's at least FLT_MIN (x is
+// multiplied by its reciprocal). Returns false when there is no data
 // (nothing to check or do).
 inline bool check_params(const QuantChannel* params, int64_t n_params, int64_t channels,
                          int64_t inner, const char* kernel) {
@@ -162,6 +167,8 @@ inline bool check_params(const QuantChannel* params, int64_t n_params, int64_t c
     } else if (format != QuantFormat::kNone) {
       QILIN_CHECK(c.scale > 0.0f && c.scale <= qfp8_detail::float_max(), kernel, ": entry ", i,
                   ": scale ", c.scale, " must be positive and finite");
+      QILIN_CHECK(format != QuantFormat::kInt8 || c.scale >= qfp8_detail::float_min(), kernel,
+                  ": entry ", i, ": int8 scale ", c.scale, " is below FLT_MIN (int8_scale_for_amax's floor)");
     }
   }
   return true;
@@ -244,7 +251,7 @@ HWY_INLINE VF fake_quant_vec(VF x, const VGrid& g) {
     return x;
   } else if constexpr (F == QuantFormat::kInt8) {
     const VF limit = hn::Set(d, static_cast<float>(kInt8MaxCode));
-    const VF v = hn::Min(limit, hn::Max(hn::Neg(limit), hn::Div(x, g.pre)));
+    const VF v = hn::Min(limit, hn::Max(hn::Neg(limit), hn::Mul(x, g.pre)));
     const VF code = hn::Add(hn::Round(v), hn::Zero(d));  // -0 -> +0, as the int8_t code
     return hn::Mul(code, g.post);
   } else {
@@ -255,7 +262,7 @@ HWY_INLINE VF fake_quant_vec(VF x, const VGrid& g) {
     round_sum(a, g, &sum, &c_bits);
     VF y = hn::CopySignToAbs(hn::Sub(sum, hn::BitCast(d, c_bits)), x);
     if (F == QuantFormat::kQfp8 && kScaled) y = hn::Mul(y, g.post);
-    return F == QuantFormat::kQfp8 ? y : hn::Div(y, g.post);
+    return F == QuantFormat::kQfp8 ? y : hn::Mul(y, g.post);
   }
 }
 
@@ -409,7 +416,7 @@ HWY_INLINE VI encode_vec(VF x, const VGrid& g) {
   const DI di;
   if constexpr (F == QuantFormat::kInt8) {
     const VF limit = hn::Set(d, static_cast<float>(kInt8MaxCode));
-    const VF v = hn::Min(limit, hn::Max(hn::Neg(limit), hn::Div(x, g.pre)));
+    const VF v = hn::Min(limit, hn::Max(hn::Neg(limit), hn::Mul(x, g.pre)));
     const VI code = hn::IfThenZeroElse(hn::RebindMask(di, hn::IsNaN(x)), hn::NearestInt(v));
     return hn::And(code, hn::Set(di, 0xFF));  // two's complement byte
   } else {
@@ -457,7 +464,7 @@ HWY_INLINE VF decode_vec(VI code, const VGrid& g, const quant_detail::DecodeGrid
                          hn::NaN(d), y);
     }
     y = hn::Or(y, hn::BitCast(d, hn::ShiftLeft<24>(hn::And(code, hn::Set(di, 0x80)))));
-    return F == QuantFormat::kQfp8 ? y : hn::Div(y, g.post);
+    return F == QuantFormat::kQfp8 ? y : hn::Mul(y, g.post);
   }
 }
 

@@ -92,7 +92,7 @@ std::vector<QuantChannel> all_qfp8_channels() {
   return out;
 }
 
-// Scales from ordinary, tiny and huge amax, and the clamped extremes (denorm_min for int8,
+// Scales from ordinary, tiny and huge amax, and the clamped extremes (FLT_MIN for int8,
 // FLT_MAX for FP8).
 std::vector<QuantChannel> scaled_channels(QuantFormat format) {
   std::vector<float> amaxes = {1.0f, 3.7e-3f, 6.5e4f, 1e-30f, 3e38f};
@@ -103,8 +103,7 @@ std::vector<QuantChannel> scaled_channels(QuantFormat format) {
                                                           : fp8_scale_for_amax(kFp8E5M2Max, amax);
     out.push_back(scaled(format, scale));
   }
-  out.push_back(scaled(format, format == QuantFormat::kInt8 ? std::numeric_limits<float>::denorm_min()
-                                                            : FLT_MAX));
+  out.push_back(scaled(format, format == QuantFormat::kInt8 ? FLT_MIN : FLT_MAX));
   return out;
 }
 
