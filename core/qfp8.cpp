@@ -51,6 +51,20 @@ double squared_error(const QuantChannel& q, const float* x, int64_t n) {
   return sum;
 }
 
+// The same sum with x' from a row function (choose_quant_params's fake_row) into `scratch`.
+double squared_error(const QuantChannel& q, const float* x, int64_t n, QuantFakeRowFn fake_row,
+                     std::vector<float>* scratch) {
+  if (fake_row == nullptr) return squared_error(q, x, n);
+  scratch->resize(static_cast<size_t>(n));
+  fake_row(q, x, scratch->data(), n);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = static_cast<double>(x[i]) - static_cast<double>((*scratch)[i]);
+    sum += d * d;
+  }
+  return sum;
+}
+
 struct Qfp8Choice {
   Qfp8Layout layout;
   int32_t beta;
@@ -61,10 +75,11 @@ struct Qfp8Choice {
 // Only `bias: mse` needs the squared error; the others report it only when `want_error`
 // (layout auto compares layouts by it).
 Qfp8Choice choose_bias(const QuantSpec& spec, Qfp8Layout layout, const float* x, int64_t n,
-                       float amax, bool want_error, const std::string& tensor_name) {
+                       float amax, bool want_error, const std::string& tensor_name,
+                       QuantFakeRowFn fake_row, std::vector<float>* scratch) {
   Qfp8Choice best{layout, 0, 0.0};
   auto error_of = [&](int32_t beta) {
-    return squared_error(QuantChannel{QuantFormat::kQfp8, layout, beta, 1.0f}, x, n);
+    return squared_error(QuantChannel{QuantFormat::kQfp8, layout, beta, 1.0f}, x, n, fake_row, scratch);
   };
   switch (spec.bias) {
     case BiasMode::kFixed:
@@ -242,7 +257,7 @@ float finite_amax(const float* x, int64_t n, const std::string& tensor_name) {
 }
 
 QuantParams choose_quant_params(const QuantSpec& spec, const float* x, int64_t channels,
-                                int64_t inner, const std::string& tensor_name) {
+                                int64_t inner, const std::string& tensor_name, QuantFakeRowFn fake_row) {
   QuantParams params;
   params.format = spec.format;
   check_geometry(QuantParams{}, x, channels, inner, tensor_name.c_str());
@@ -251,6 +266,7 @@ QuantParams choose_quant_params(const QuantSpec& spec, const float* x, int64_t c
   const bool per_channel = spec.granularity == Granularity::kPerChannel;
   const int64_t groups = per_channel ? channels : 1;
   const int64_t group_size = per_channel ? inner : channels * inner;
+  std::vector<float> scratch;
   for (int64_t g = 0; g < groups; ++g) {
     const float* xg = x + g * group_size;
     const std::string group_name =
@@ -261,11 +277,12 @@ QuantParams choose_quant_params(const QuantSpec& spec, const float* x, int64_t c
       case QuantFormat::kQfp8: {
         Qfp8Choice best{};
         if (spec.layout) {
-          best = choose_bias(spec, *spec.layout, xg, group_size, amax, false, group_name);
+          best = choose_bias(spec, *spec.layout, xg, group_size, amax, false, group_name, fake_row, &scratch);
         } else {
           bool first = true;
           for (Qfp8Layout layout : kQfp8Layouts) {
-            const Qfp8Choice c = choose_bias(spec, layout, xg, group_size, amax, true, group_name);
+            const Qfp8Choice c =
+                choose_bias(spec, layout, xg, group_size, amax, true, group_name, fake_row, &scratch);
             if (first || c.error < best.error) best = c;  // ties: the earlier layout
             first = false;
           }

@@ -432,8 +432,13 @@ float finite_amax(const float* x, int64_t n, const std::string& tensor_name);
 //               per tensor/channel, ties -> the earlier layout (more mantissa bits);
 //   int8 / fp8_*: the scale from amax (bias and layout are ignored).
 // A NaN or Inf in x is an error naming the tensor (its amax is not finite).
+// Squared errors are sum (x - x')^2 in double, in element order; x' comes from `fake_row`
+// when given (y[0..n) = fake_quant(c, x[0..n)): a vector kernel, equal to quant_fake bit for
+// bit, so the choice is the same), else from quant_fake element by element.
+using QuantFakeRowFn = void (*)(const QuantChannel& c, const float* x, float* y, int64_t n);
 QuantParams choose_quant_params(const QuantSpec& spec, const float* x, int64_t channels,
-                                int64_t inner, const std::string& tensor_name);
+                                int64_t inner, const std::string& tensor_name,
+                                QuantFakeRowFn fake_row = nullptr);
 
 // y = fake_quant(x) with the params (y = x may alias). The scalar reference for the vector
 // kernels.

@@ -155,19 +155,23 @@ QuantParams ActivationQuantizer::params_for_amax(float amax) const {
 Tensor ActivationQuantizer::operator()(const Tensor& x) {
   if (spec_.format == QuantFormat::kNone) return x;
   QuantParams params;
+  std::optional<float> amax;  // this batch's, when measured: the STE passes all of x below it
   switch (mode_) {
-    case ActivationMode::kDynamic: params = params_for_amax(reduce_amax(tensor_amax(x))); break;
+    case ActivationMode::kDynamic:
+      amax = reduce_amax(tensor_amax(x));
+      params = params_for_amax(*amax);
+      break;
     case ActivationMode::kCalibrating: {
-      const float amax = reduce_amax(tensor_amax(x));
-      QILIN_CHECK(finite(amax), name_, ": amax ", amax, " while calibrating (a NaN or Inf in the input)");
-      running_amax_ = std::max(running_amax_, amax);
+      amax = reduce_amax(tensor_amax(x));
+      QILIN_CHECK(finite(*amax), name_, ": amax ", *amax, " while calibrating (a NaN or Inf in the input)");
+      running_amax_ = std::max(running_amax_, *amax);
       ++observed_batches_;
       params = params_for_amax(running_amax_);
       break;
     }
     case ActivationMode::kFrozen: params = *frozen_; break;
   }
-  Tensor y = fake_quantize(x, params, -1);
+  Tensor y = fake_quantize(x, params, -1, amax);
   last_ = std::move(params);
   return y;
 }
@@ -218,8 +222,8 @@ QuantParams QuantLayer::weight_params() const {
   if (frozen_weight_params_) return *frozen_weight_params_;
   const QuantSpec& spec = weight_spec();
   if (spec.format == QuantFormat::kNone) return QuantParams{};
-  // With bias mse or layout auto this is a scalar scan over the weight every step (QAT):
-  // choose_quant_params tries up to 4 β (x 4 layouts for auto) per channel.
+  // With bias mse or layout auto this scans the weight every step (QAT): choose_quant_params
+  // tries up to 4 β (x 4 layouts for auto) per channel, each a vector fake-quant of the row.
   return choose_params(spec, quant_weight(), join_path(name_, "weight"));
 }
 

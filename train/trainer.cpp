@@ -289,28 +289,6 @@ void freeze_batch_norms(Layer& model) {
 
 // ---- optimizer and schedule from the config ----
 
-std::unique_ptr<Optimizer> make_optimizer(const OptimSection& o, Layer& model) {
-  // timm's rule: no weight decay on biases and norm weights (tensors of fewer than 2 dims).
-  ParamGroup decay{{}, static_cast<float>(o.weight_decay)}, no_decay{{}, 0.0f};
-  for (auto& [name, p] : model.named_parameters()) (p.dim() >= 2 ? decay : no_decay).params.emplace_back(name, p);
-  std::vector<ParamGroup> groups;
-  for (ParamGroup* g : {&decay, &no_decay})
-    if (!g->params.empty()) groups.push_back(*g);
-  if (o.name == OptimizerKind::kSgd) {
-    SgdOptions s;
-    s.lr = static_cast<float>(o.lr);
-    s.momentum = static_cast<float>(o.momentum);
-    s.nesterov = o.nesterov;
-    return std::make_unique<Sgd>(groups, s);
-  }
-  AdamWOptions a;
-  a.lr = static_cast<float>(o.lr);
-  a.beta1 = static_cast<float>(o.beta1);
-  a.beta2 = static_cast<float>(o.beta2);
-  a.eps = static_cast<float>(o.eps);
-  return std::make_unique<AdamW>(groups, a);
-}
-
 LrSchedule make_schedule(const OptimSection& o, int64_t steps_per_epoch) {
   LrSchedule s;
   s.kind = o.schedule;
@@ -374,6 +352,51 @@ std::string outermost_missing(const std::string& dir) {
 
 }  // namespace
 
+std::unique_ptr<Optimizer> make_optimizer(const OptimSection& o, Layer& model) {
+  // timm's rule: no weight decay on biases and norm weights (tensors of fewer than 2 dims).
+  ParamGroup decay{{}, static_cast<float>(o.weight_decay)}, no_decay{{}, 0.0f};
+  for (auto& [name, p] : model.named_parameters()) (p.dim() >= 2 ? decay : no_decay).params.emplace_back(name, p);
+  std::vector<ParamGroup> groups;
+  for (ParamGroup* g : {&decay, &no_decay})
+    if (!g->params.empty()) groups.push_back(*g);
+  if (o.name == OptimizerKind::kSgd) {
+    SgdOptions s;
+    s.lr = static_cast<float>(o.lr);
+    s.momentum = static_cast<float>(o.momentum);
+    s.nesterov = o.nesterov;
+    return std::make_unique<Sgd>(groups, s);
+  }
+  AdamWOptions a;
+  a.lr = static_cast<float>(o.lr);
+  a.beta1 = static_cast<float>(o.beta1);
+  a.beta2 = static_cast<float>(o.beta2);
+  a.eps = static_cast<float>(o.eps);
+  return std::make_unique<AdamW>(groups, a);
+}
+
+ModelFactories make_model_factories(const Config& config) {
+  ModelFactories f;
+  f.layers = std::make_unique<LayerFactory>();
+  if (config.interp.enabled) {
+    InterpLayerOptions interp;
+    for (InterpFn fn : {InterpFn::kGelu, InterpFn::kExp, InterpFn::kSigmoid, InterpFn::kTanh, InterpFn::kSilu})
+      if (config.interp.function(fn).enabled) interp.functions[fn] = interp_spec(config.interp, fn);
+    auto tables = std::make_unique<InterpLayerFactory>(std::move(interp));
+    f.interp = tables.get();
+    f.layers = std::move(tables);
+  }
+  if (config.quant.format != QuantFormat::kNone) {
+    QuantLayerOptions q;
+    q.weight = config.quant.weight_spec();
+    q.activation = config.quant.activation_spec();
+    q.linear = std::count(config.quant.layers.begin(), config.quant.layers.end(), "linear") > 0;
+    q.conv = std::count(config.quant.layers.begin(), config.quant.layers.end(), "conv") > 0;
+    q.exclude = config.quant.exclude;
+    f.quant = std::make_unique<QuantLayerFactory>(*f.layers, std::move(q));
+  }
+  return f;
+}
+
 std::string run_directory(const Config& config) {
   return (std::filesystem::path(config.run.out_dir) / config.run.name).string();
 }
@@ -386,37 +409,17 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
   // Everything that can fail on bad input, before the run directory exists.
   TrainerData data(config);
   Generator init_gen(static_cast<uint64_t>(config.run.seed));
-  // The layers: native, or the interp section's tables (layers/interp.h).
-  std::unique_ptr<LayerFactory> factory = std::make_unique<LayerFactory>();
-  InterpLayerFactory* interp_factory = nullptr;
-  if (config.interp.enabled) {
-    InterpLayerOptions interp;
-    for (InterpFn fn : {InterpFn::kGelu, InterpFn::kExp, InterpFn::kSigmoid, InterpFn::kTanh, InterpFn::kSilu})
-      if (config.interp.function(fn).enabled) interp.functions[fn] = interp_spec(config.interp, fn);
-    auto f = std::make_unique<InterpLayerFactory>(std::move(interp));
-    interp_factory = f.get();
-    factory = std::move(f);
-  }
-  // Quantized Linear / Conv2d (layers/quant.h) around whatever the other layers are.
-  std::unique_ptr<QuantLayerFactory> quant_factory;
-  const bool quantized = config.quant.format != QuantFormat::kNone;
-  if (quantized) {
-    QuantLayerOptions q;
-    q.weight = config.quant.weight_spec();
-    q.activation = config.quant.activation_spec();
-    q.linear = std::count(config.quant.layers.begin(), config.quant.layers.end(), "linear") > 0;
-    q.conv = std::count(config.quant.layers.begin(), config.quant.layers.end(), "conv") > 0;
-    q.exclude = config.quant.exclude;
-    quant_factory = std::make_unique<QuantLayerFactory>(*factory, std::move(q));
-  }
-  std::shared_ptr<Layer> model =
-      create_model(config.model, quant_factory ? static_cast<LayerFactory&>(*quant_factory) : *factory, init_gen);
+  ModelFactories factories = make_model_factories(config);
+  QuantLayerFactory* quant_factory = factories.quant.get();
+  InterpLayerFactory* interp_factory = factories.interp;
+  const bool quantized = quant_factory != nullptr;
+  std::shared_ptr<Layer> model = create_model(config.model, factories.model_factory(), init_gen);
   // PTQ reports the fp32 model's accuracy beside the quantized one's: the same weights in
   // the unquantized model.
   std::shared_ptr<Layer> fp32_model;
   if (config.run.mode == RunMode::kPtq) {
     Generator fp32_gen(static_cast<uint64_t>(config.run.seed));
-    fp32_model = create_model(config.model, *factory, fp32_gen);
+    fp32_model = create_model(config.model, *factories.layers, fp32_gen);
   }
   bool packed_init = false;
   if (!config.checkpoint.init_from.empty()) {

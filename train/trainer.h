@@ -8,9 +8,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
+#include "layers/interp.h"
+#include "layers/quant.h"
 #include "train/config.h"
+#include "train/optim.h"
 
 namespace qilin {
 
@@ -32,6 +36,20 @@ struct RunOptions {
 // Runs `config`; progress and results go to stdout. Throws qilin::Error (ConfigError for a
 // configuration the data or model cannot satisfy) before creating anything.
 RunOutcome run_training(const Config& config, const RunOptions& options = {});
+
+// The layer factories a config asks for: native layers, or the interp section's tables
+// (layers/interp.h), with the quant section's Linear / Conv2d (layers/quant.h) around them.
+struct ModelFactories {
+  std::unique_ptr<LayerFactory> layers;       // native or interpolated
+  InterpLayerFactory* interp = nullptr;       // layers, when interp.enabled
+  std::unique_ptr<QuantLayerFactory> quant;   // when quant.format is not none
+  LayerFactory& model_factory() { return quant ? *quant : *layers; }
+};
+ModelFactories make_model_factories(const Config& config);
+
+// The optimizer of the optim section over the model's parameters (no weight decay on
+// tensors of fewer than 2 dims, timm's rule).
+std::unique_ptr<Optimizer> make_optimizer(const OptimSection& o, Layer& model);
 
 // The run directory a config writes to.
 std::string run_directory(const Config& config);

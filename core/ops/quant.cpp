@@ -3,6 +3,7 @@
 // choose_params, the per-step parameter choice with its vector fast path.
 #include "core/ops/quant.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -37,7 +38,8 @@ bool finite(float v) { return v <= std::numeric_limits<float>::max(); }  // fals
 
 }  // namespace
 
-Tensor fake_quantize(const Tensor& x, const QuantParams& params, int64_t channel_axis) {
+Tensor fake_quantize(const Tensor& x, const QuantParams& params, int64_t channel_axis,
+                     std::optional<float> x_amax) {
   ProfileScope scope("fake_quantize");
   check_float(x, "fake_quantize");
   QILIN_CHECK(channel_axis == -1 || (channel_axis >= 0 && channel_axis < x.dim()),
@@ -65,6 +67,11 @@ Tensor fake_quantize(const Tensor& x, const QuantParams& params, int64_t channel
                    x.data<float>() + o * slice, y.data<float>() + o * slice, geom.channels, geom.inner);
   }
   if (!any_requires_grad({x})) return y;
+  const bool none_clipped =
+      x_amax.has_value() && finite(*x_amax) &&
+      std::all_of(channels.begin(), channels.end(),
+                  [&](const QuantChannel& c) { return quant_clip_max(c) >= *x_amax; });
+  if (none_clipped) return record_op(y, "fake_quantize", {x}, [](const Tensor& gy, GradSlots& g) { g.add(0, gy); });
   return record_op(y, "fake_quantize", {x},
                    [x_saved = x.detach(), channels = std::move(channels), geom](const Tensor& gy,
                                                                                  GradSlots& g) {
@@ -107,8 +114,16 @@ QuantParams choose_params(const QuantSpec& spec, const Tensor& x, const std::str
                          spec.format == QuantFormat::kFp8E5M2 ||
                          (spec.format == QuantFormat::kQfp8 && spec.layout.has_value() &&
                           spec.bias != BiasMode::kMse);
-  // mse and layout auto compare squared errors over the data: the scalar scan.
-  if (!from_amax) return choose_quant_params(spec, x.data<float>(), channels, inner, name);
+  // mse and layout auto compare squared errors over the data: choose_quant_params's scan, its
+  // candidate rows fake-quantized by the vector kernel (the CPU's: choose_quant_params reads
+  // the data on the host).
+  if (!from_amax) {
+    detail::require_cpu(x.device(), "choose_params (bias mse / layout auto)");
+    const QuantFakeRowFn fake_row = [](const QuantChannel& c, const float* in, float* out, int64_t n) {
+      kernels::cpu::fake_quant_forward(&c, 1, in, out, 1, n);
+    };
+    return choose_quant_params(spec, x.data<float>(), channels, inner, name, fake_row);
+  }
 
   // The amax of each group (choose_quant_params's groups), from the vector kernel.
   std::vector<float> amax(static_cast<size_t>(per_channel ? channels : 1));

@@ -3,6 +3,7 @@
 // parameter rules are core/qfp8.h's; the kernels kernels/cpu/quant.h's.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "core/qfp8.h"
@@ -17,7 +18,11 @@ namespace qilin {
 // channel_axis -1 means per tensor. Format none returns x itself (the identity).
 // Backward: the straight-through estimator: dx = dy where |x| <= quant_clip_max(channel)
 // (the boundary passes), 0 where clipped or x is NaN (kernels/cpu/quant.h).
-Tensor fake_quantize(const Tensor& x, const QuantParams& params, int64_t channel_axis);
+// `x_amax`: max |x| when the caller knows it (a dynamic observer's amax of this very x,
+// finite). If no channel's clip max is below it, nothing is clipped and the backward passes
+// dy on as it is (no pass over memory, x not kept): the same gradient, bit for bit.
+Tensor fake_quantize(const Tensor& x, const QuantParams& params, int64_t channel_axis,
+                     std::optional<float> x_amax = std::nullopt);
 
 // max |x| over the whole tensor (0 for an empty one); NaN if x holds a NaN, +Inf for an Inf.
 // No gradient (an observer's statistic).

@@ -472,6 +472,38 @@ TEST(FakeQuantize, BackwardThroughAutogradIsTheStraightThroughEstimator) {
   EXPECT_EQ(x.grad().to_vector(), (std::vector<float>{2, 4, 0, 8, 10, 0, 0, 0}));
 }
 
+// With the input's amax given, the backward skips the mask pass only when no channel clips
+// below that amax; the gradient equals the masked one either way.
+TEST(FakeQuantize, KnownAmaxGivesTheSameGradientAndKeepsTheMaskWhereClipped) {
+  Tensor x = testing::uniform({4, 1000}, 21, -3.0f, 3.0f);
+  x.set_requires_grad(true);
+  const float amax = tensor_amax(x);
+  Tensor gy = testing::uniform({4, 1000}, 22, -1.0f, 1.0f);
+  auto grad_of = [&](const QuantParams& p, std::optional<float> hint) {
+    x.zero_grad();
+    fake_quantize(x, p, 0, hint).backward(gy);
+    return x.grad().to_vector();
+  };
+  QuantParams from_amax;  // β from this amax: max >= amax, nothing clipped
+  from_amax.format = QuantFormat::kQfp8;
+  from_amax.layouts = {kQfp8E3M4};
+  from_amax.betas = {bias_for_amax(amax, kQfp8E3M4, "x")};
+  ASSERT_GE(quant_clip_max(from_amax.channel(0)), amax);
+  EXPECT_EQ(grad_of(from_amax, amax), gy.to_vector());
+  EXPECT_EQ(grad_of(from_amax, amax), grad_of(from_amax, std::nullopt));
+  QuantParams clipping = from_amax;  // one β more halves max: the largest values clip
+  clipping.betas = {from_amax.betas[0] + 1};
+  const std::vector<float> masked = grad_of(clipping, std::nullopt);
+  EXPECT_EQ(grad_of(clipping, amax), masked);
+  EXPECT_TRUE(std::count(masked.begin(), masked.end(), 0.0f) > 0) << "some elements clip";
+  QuantParams per_channel;  // one channel of four clips: the mask stays
+  per_channel.format = QuantFormat::kInt8;
+  per_channel.scales = {int8_scale_for_amax(amax), int8_scale_for_amax(amax), int8_scale_for_amax(amax / 2),
+                        int8_scale_for_amax(amax)};
+  EXPECT_EQ(grad_of(per_channel, amax), grad_of(per_channel, std::nullopt));
+  EXPECT_NE(grad_of(per_channel, amax), gy.to_vector());
+}
+
 // Where no element is clipped, the STE is the identity's gradient: finite differences of the
 // composite sum(w * (x - fake_quant(x).detach() + fake_quant(x))) would hide it; instead the
 // format-none op (identity) is checked by finite differences, and the quantized one above.
