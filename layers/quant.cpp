@@ -9,9 +9,12 @@
 #include <cstring>
 #include <limits>
 
+#include "core/autograd.h"
 #include "core/ops/conv.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/matmul.h"
 #include "core/ops/quant.h"
+#include "core/ops/reduce.h"
 
 namespace qilin {
 namespace {
@@ -122,6 +125,28 @@ const char* activation_mode_name(ActivationMode mode) {
   return "?";
 }
 
+// ---- SQNR ----
+
+namespace {
+
+// sum x^2 and sum (a - b)^2 as float32 tensor sums (device-neutral ops), without gradient.
+double squared_norm(const Tensor& x) {
+  NoGradGuard no_grad;
+  const Tensor d = x.detach();
+  return sum(mul(d, d)).item();
+}
+double squared_distance(const Tensor& a, const Tensor& b) {
+  NoGradGuard no_grad;
+  const Tensor e = sub(a.detach(), b.detach());
+  return sum(mul(e, e)).item();
+}
+double sqnr_of_sums(double signal, double noise) {
+  if (noise == 0.0) return std::numeric_limits<double>::infinity();
+  return 10.0 * std::log10(signal / noise);
+}
+
+}  // namespace
+
 // ---- ActivationQuantizer ----
 
 ActivationQuantizer::ActivationQuantizer(const QuantSpec& spec, std::string name)
@@ -173,7 +198,25 @@ Tensor ActivationQuantizer::operator()(const Tensor& x) {
   }
   Tensor y = fake_quantize(x, params, -1, amax);
   last_ = std::move(params);
+  if (metering_) {
+    metered_signal_ += squared_norm(x);
+    metered_noise_ += squared_distance(x, y);
+    ++metered_batches_;
+  }
   return y;
+}
+
+void ActivationQuantizer::set_metering(bool on) {
+  metering_ = on;
+  if (on) {
+    metered_batches_ = 0;
+    metered_signal_ = metered_noise_ = 0.0;
+  }
+}
+
+double ActivationQuantizer::metered_sqnr_db() const {
+  if (metered_batches_ == 0) return std::numeric_limits<double>::quiet_NaN();
+  return sqnr_of_sums(metered_signal_, metered_noise_);
 }
 
 void ActivationQuantizer::set_mode(ActivationMode mode) {
@@ -368,6 +411,26 @@ void freeze_activations(Module& model) {
 
 void freeze_weights(Module& model) {
   for (auto& [name, q] : quant_layers(model)) q->freeze_weights();
+}
+
+void set_activation_metering(Module& model, bool on) {
+  for (auto& [name, q] : quant_layers(model)) q->activation_quantizer().set_metering(on);
+}
+
+std::vector<QuantLayerSqnr> quant_sqnr(const Module& model) {
+  std::vector<QuantLayerSqnr> out;
+  for (auto& [name, q] : quant_layers(model)) {
+    QuantLayerSqnr r;
+    r.path = name;
+    const Tensor& w = q->quant_weight();
+    const Tensor wq = q->weight_spec().format == QuantFormat::kNone
+                          ? w
+                          : fake_quantize(w.detach(), q->weight_params(), 0);
+    r.weight_db = sqnr_of_sums(squared_norm(w), squared_distance(w, wq));
+    r.input_db = q->activation_quantizer().metered_sqnr_db();
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 // ---- packed checkpoints ----

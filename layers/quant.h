@@ -93,6 +93,14 @@ class ActivationQuantizer {
   // for an x whose amax this is. Errors name the quantizer (non-finite amax, β out of range).
   QuantParams params_for_amax(float amax) const;
 
+  // SQNR metering, for reports: while on, each forward adds sum x^2 and sum (x - x_q)^2 over
+  // its input (float32 tensor sums, accumulated in double across forwards). Turning it on
+  // restarts the sums.
+  void set_metering(bool on);
+  // 10 log10(sum x^2 / sum (x - x_q)^2) over the metered forwards: +Inf where nothing was
+  // lost, NaN before any metered forward.
+  double metered_sqnr_db() const;
+
   const QuantSpec& spec() const { return spec_; }
   const std::string& name() const { return name_; }
   // "qfp8 e3m4 per_tensor amax (dynamic)", "... (calibrating, 12 batches)",
@@ -111,6 +119,9 @@ class ActivationQuantizer {
   int64_t observed_batches_ = 0;
   std::optional<QuantParams> frozen_;
   std::optional<QuantParams> last_;
+  bool metering_ = false;
+  int64_t metered_batches_ = 0;
+  double metered_signal_ = 0.0, metered_noise_ = 0.0;
 };
 
 // What QuantLinear and QuantConv2d share: the model-wide helpers and the packed checkpoint
@@ -230,6 +241,18 @@ void set_activation_mode(Module& model, ActivationMode mode);
 // mode is an error naming it (calibration did not run).
 void freeze_activations(Module& model);
 void freeze_weights(Module& model);
+
+// Signal-to-quantization-noise of each quantized layer (reports; issue 5's per-layer SQNR):
+// the weight's, 10 log10(sum w^2 / sum (w - q(w))^2) with the parameters the next forward
+// uses, and the input's over the forwards metered since set_activation_metering(model, true)
+// (NaN if none ran).
+struct QuantLayerSqnr {
+  std::string path;
+  double weight_db = 0;
+  double input_db = 0;
+};
+void set_activation_metering(Module& model, bool on);
+std::vector<QuantLayerSqnr> quant_sqnr(const Module& model);
 
 // ---- packed checkpoints (DESIGN.md §5) ----
 // Every quantized layer's weight (format not none) becomes

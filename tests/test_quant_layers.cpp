@@ -287,6 +287,37 @@ TEST(ActivationQuantizer, DynamicModeTakesEachBatchsOwnParameters) {
   EXPECT_EQ(q.describe(), "qfp8 e3m4 per_tensor amax (dynamic)");
 }
 
+// The per-layer SQNR report against core/qfp8.h's double-precision sqnr_db: the input's over
+// all metered batches together (sums, not a mean of dB), the weight's with its parameters.
+// Tolerance 1e-3 dB: the report sums float32 tensors (relative error ~1e-6 over these sizes).
+TEST(QuantSqnr, LayerReportEqualsTheDoublePrecisionReference) {
+  const Case c = format_cases()[0];
+  QuantLinear layer(10, 32, true, c.weight, c.activation, "fc");
+  Generator gen(3);
+  Tensor weight = layer.weight();  // shares the layer's storage
+  weight.copy_(rand_normal({32, 10}, gen));
+  EXPECT_TRUE(std::isnan(quant_sqnr(layer)[0].input_db)) << "nothing metered yet";
+  set_activation_metering(layer, true);
+  std::vector<float> xs, xqs;
+  for (float amax : {0.3f, 5.0f}) {
+    const Tensor x = batch_with_amax(amax, 2);
+    layer.forward(x);
+    const std::vector<float> xv = x.to_vector();
+    const std::vector<float> xq = fake_quantize(x, *layer.activation_quantizer().last_params(), -1).to_vector();
+    xs.insert(xs.end(), xv.begin(), xv.end());
+    xqs.insert(xqs.end(), xq.begin(), xq.end());
+  }
+  set_activation_metering(layer, false);
+  layer.forward(batch_with_amax(100.0f, 4));  // not metered
+  const std::vector<QuantLayerSqnr> report = quant_sqnr(layer);
+  ASSERT_EQ(report.size(), 1u);
+  EXPECT_EQ(report[0].path, "");
+  EXPECT_NEAR(report[0].input_db, sqnr_db(xs.data(), xqs.data(), static_cast<int64_t>(xs.size())), 1e-3);
+  const std::vector<float> w = layer.weight().to_vector();
+  EXPECT_NEAR(report[0].weight_db, sqnr_db(layer.weight_params(), w.data(), 32, 10), 1e-3);
+  EXPECT_GT(report[0].weight_db, 30.0) << "e3m4 on Gaussian weights: ~37.5 dB";
+}
+
 TEST(ActivationQuantizer, CalibratingTracksTheRunningMaxAndFrozenIgnoresNewData) {
   for (const QuantSpec& spec : {make_spec(QuantFormat::kQfp8, kQfp8E4M3), make_spec(QuantFormat::kInt8),
                                 make_spec(QuantFormat::kFp8E5M2)}) {
