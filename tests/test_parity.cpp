@@ -11,6 +11,8 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <tuple>
 #include <unistd.h>
 
 #include <cstdio>
@@ -22,6 +24,7 @@
 
 #include "core/autograd.h"
 #include "core/ops/loss.h"
+#include "core/ops/quant.h"
 #include "core/safetensors.h"
 #include "models/registry.h"
 #include "train/checkpoint.h"
@@ -161,6 +164,50 @@ TEST_P(Parity, LogitsGradientsAndOptimizerStepsMatchPyTorch) {
 
 INSTANTIATE_TEST_SUITE_P(Models, Parity, ::testing::Values("vit", "resnet20", "resnet18"),
                          [](const auto& info) { return std::string(info.param); });
+
+// int8 fake quantization equals PyTorch's fake_quantize_per_tensor_affine and
+// fake_quantize_per_channel_affine (scale amax / 127, zero point 0, range [-127, 127]) bit for
+// bit, on Gaussian rows and on values within an ulp of every rounding midpoint, where
+// dividing by the scale would round differently from multiplying by its reciprocal.
+TEST(Int8Parity, FakeQuantizeEqualsPyTorchBitForBit) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("qilin_parity_int8_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const char* src = std::getenv("QILIN_SOURCE_DIR");
+  const std::string cmd = "/usr/bin/python3 " + std::string(src ? src : ".") + "/tests/parity/torch_reference.py " +
+                          dir.string() + " int8 > " + (dir / "python.log").string() + " 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << "tests/parity/torch_reference.py int8 failed; see " << dir / "python.log";
+  SafetensorsContents ref = load_safetensors((dir / "int8.safetensors").string());
+  std::filesystem::remove_all(dir);
+  const Tensor x = ref.find("x");
+  const int64_t rows = x.size(0), cols = x.size(1);
+  const float* xs = x.data<float>();
+
+  QuantSpec spec;
+  spec.format = QuantFormat::kInt8;
+  spec.granularity = Granularity::kPerTensor;
+  const QuantParams tensor_params = choose_params(spec, x, "x");
+  EXPECT_EQ(tensor_params.scales, ref.find("scale_tensor").to_vector());
+  spec.granularity = Granularity::kPerChannel;
+  const QuantParams channel_params = choose_params(spec, x, "x");
+  EXPECT_EQ(channel_params.scales, ref.find("scale_channel").to_vector());
+
+  int64_t division_differs = 0;
+  for (const auto& [name, params, axis] : {std::tuple{"per_tensor", tensor_params, int64_t{-1}},
+                                           std::tuple{"per_channel", channel_params, int64_t{0}}}) {
+    const std::vector<float> ours = fake_quantize(x, params, axis).to_vector();
+    const std::vector<float> theirs = ref.find(name).to_vector();
+    int64_t mismatches = 0;
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      const float scale = params.scales[params.scales.size() == 1 ? 0 : i / cols];
+      division_differs += std::nearbyint(xs[i] / scale) != std::nearbyint(xs[i] * (1.0f / scale));
+      if (std::memcmp(&ours[i], &theirs[i], sizeof(float)) != 0 && mismatches++ < 5)
+        ADD_FAILURE() << name << " element " << i << " x " << xs[i] << ": qilin " << ours[i] << ", PyTorch " << theirs[i];
+    }
+    EXPECT_EQ(mismatches, 0) << name;
+  }
+  EXPECT_GT(division_differs, 0) << "the inputs include values where x / scale rounds apart";
+}
 
 }  // namespace
 }  // namespace qilin

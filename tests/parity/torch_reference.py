@@ -14,6 +14,10 @@ model — then saves to one safetensors file:
 all from the same initial weights and gradients.
 
 Usage: torch_reference.py OUT_DIR [MODEL ...]   (models: vit resnet20 resnet18 regnety)
+       torch_reference.py OUT_DIR int8   PyTorch's int8 fake quantization into int8.safetensors:
+           x, per_tensor (fake_quantize_per_tensor_affine with scale amax / 127, zero point 0,
+           range [-127, 127]), per_channel (fake_quantize_per_channel_affine along axis 0), and
+           the float32 scales used (scale_tensor [1], scale_channel [rows]).
 Writes safetensors with plain json/struct (the safetensors module is not a dependency).
 """
 import json
@@ -322,8 +326,35 @@ def run(name, out_dir):
     save_safetensors(os.path.join(out_dir, f"{name}.safetensors"), out)
 
 
+def run_int8(out_dir):
+    """Symmetric int8 fake quantization as PyTorch computes it (x * (1 / scale), rounded half to
+    even, clamped), on Gaussian rows plus values within an ulp of every rounding midpoint of
+    each row's grid, where x / scale and x * (1 / scale) can round apart."""
+    gen = torch.Generator().manual_seed(3)
+    rows = 16
+    x = torch.randn(rows, 4096, generator=gen) * torch.linspace(0.01, 10.0, rows).unsqueeze(1)
+    amax_rows = x.abs().amax(dim=1)
+    scale_rows = amax_rows / 127.0  # float32 division, as qilin's int8_scale_for_amax
+    ties = []
+    for r in range(rows):
+        mid = (torch.arange(-127, 127, dtype=torch.float32) + 0.5) * scale_rows[r]
+        ties.append(torch.cat([mid, torch.nextafter(mid, mid + 1), torch.nextafter(mid, mid - 1)]))
+    x = torch.cat([x, torch.stack(ties)], dim=1).contiguous()
+    scale_tensor = (x.abs().amax() / 127.0).reshape(1)
+    zero = torch.zeros(1, dtype=torch.int32)
+    per_tensor = torch.fake_quantize_per_tensor_affine(x, scale_tensor, zero, -127, 127)
+    per_channel = torch.fake_quantize_per_channel_affine(x, scale_rows, torch.zeros(rows, dtype=torch.int32),
+                                                         0, -127, 127)
+    save_safetensors(os.path.join(out_dir, "int8.safetensors"),
+                     {"x": x, "per_tensor": per_tensor, "per_channel": per_channel,
+                      "scale_tensor": scale_tensor, "scale_channel": scale_rows})
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
     for model_name in sys.argv[2:] or ["vit", "resnet20", "resnet18"]:
-        run(model_name, sys.argv[1])
+        if model_name == "int8":
+            run_int8(sys.argv[1])
+        else:
+            run(model_name, sys.argv[1])
