@@ -107,6 +107,18 @@ Tensor Module::register_buffer(const std::string& name, Tensor value, bool persi
   return value;
 }
 
+void Module::unregister_tensor(const std::string& name) {
+  for (auto* entries : {&params_, &buffers_}) {
+    for (auto it = entries->begin(); it != entries->end(); ++it) {
+      if (it->name == name) {
+        entries->erase(it);
+        return;
+      }
+    }
+  }
+  throw Error(str_cat("unregister_tensor: '", name, "' is neither a parameter nor a buffer of this module"));
+}
+
 void Module::add_child(const std::string& name, std::shared_ptr<Module> child) {
   check_new_name(name);
   QILIN_CHECK(child != nullptr, "register_module('", name, "'): null module");

@@ -106,6 +106,10 @@ class Module {
  protected:
   // Called by train() on each module after its flag is set (layers that cache per mode).
   virtual void on_train_mode_changed() {}
+  // Removes this module's own parameter or buffer `name` from the tree (named_parameters,
+  // state_dict, ...); the tensor itself lives on in whoever holds a handle. For a layer
+  // that stops owning state, e.g. a BatchNorm2d folded into its convolution.
+  void unregister_tensor(const std::string& name);
 
  private:
   struct Entry {

@@ -20,6 +20,7 @@ BatchNorm2d::BatchNorm2d(int64_t num_features, float eps, std::optional<float> m
 Tensor BatchNorm2d::forward(const Tensor& x) {
   QILIN_CHECK(x.dim() == 4 && x.size(1) == num_features_, "BatchNorm2d(", num_features_,
               "): expected [N, ", num_features_, ", H, W], got ", shape_str(x.shape()));
+  if (folded_) return x;  // the convolution before it applies the affine map
   if (!is_training()) {
     return batch_norm2d(x, weight_, bias_, running_mean_, running_var_, false, 0.0f, eps_);
   }
@@ -32,12 +33,22 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
 }
 
 void BatchNorm2d::reset_running_stats() {
+  QILIN_CHECK(!folded_, "BatchNorm2d(", num_features_,
+              "): folded into its convolution; no running statistics to reset");
   running_mean_.fill_(0.0f);
   running_var_.fill_(1.0f);
   num_batches_tracked_.fill_(0.0f);
 }
 
+void BatchNorm2d::set_folded() {
+  QILIN_CHECK(!folded_, "BatchNorm2d(", num_features_, "): already folded");
+  for (const char* name : {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"})
+    unregister_tensor(name);
+  folded_ = true;
+}
+
 std::string BatchNorm2d::describe() const {
+  if (folded_) return str_cat("BatchNorm2d(", num_features_, ") folded into the conv");
   return str_cat("BatchNorm2d(", num_features_, ", eps ", eps_, ", momentum ",
                  momentum_ ? str_cat(*momentum_) : std::string("cumulative"), ")");
 }

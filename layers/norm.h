@@ -18,16 +18,25 @@ namespace qilin {
 // f = 1 / num_batches_tracked when momentum is nullopt (PyTorch's momentum=None: an exact
 // average over the batches since the last reset; DESIGN.md §4.3 BN calibration).
 // Eval: normalise by the running statistics.
+// Folded (quant.fold_bn, DESIGN.md §4.3): after Conv2d::fold_batch_norm has moved this
+// layer's eval-mode affine map into the convolution that feeds it, set_folded() makes it the
+// identity, in training and eval alike, and unregisters its parameters and buffers, so the
+// state dict holds no BN tensors (a model keeps calling forward on it).
 class BatchNorm2d : public Layer {
  public:
   explicit BatchNorm2d(int64_t num_features, float eps = 1e-5f,
                        std::optional<float> momentum = 0.1f);
   // x: [N, C, H, W] -> same shape
   Tensor forward(const Tensor& x) override;
-  std::string describe() const override;  // "BatchNorm2d(64, eps 1e-05, momentum 0.1)"
+  // "BatchNorm2d(64, eps 1e-05, momentum 0.1)"; folded: "BatchNorm2d(64) folded into the conv"
+  std::string describe() const override;
+
+  // Irreversible; an error if already folded.
+  void set_folded();
+  bool folded() const { return folded_; }
 
   // running_mean = 0, running_var = 1, num_batches_tracked = 0 (PyTorch's
-  // reset_running_stats).
+  // reset_running_stats). An error once folded (nothing is left to re-estimate).
   void reset_running_stats();
   void set_momentum(std::optional<float> momentum) { momentum_ = momentum; }
   std::optional<float> momentum() const { return momentum_; }
@@ -43,6 +52,7 @@ class BatchNorm2d : public Layer {
   int64_t num_features_;
   float eps_;
   std::optional<float> momentum_;
+  bool folded_ = false;
   Tensor weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
 };
 

@@ -9,8 +9,10 @@
 // maps images [B, in_chans, img_size, img_size] to logits [B, num_classes].
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/random.h"
@@ -29,5 +31,17 @@ std::shared_ptr<Layer> create_model(const ModelSpec& spec, Generator& init_gen);
 
 // The valid arch names, in the order above.
 const std::vector<std::string>& model_arch_names();
+
+// ---- BatchNorm folding (quant.fold_bn, DESIGN.md §4.3) ----
+// Which convolution feeds which BatchNorm2d, as (conv path, bn path) in named_modules()
+// order, from each model's naming scheme: ResNet conv1/bn1 (stem and blocks), conv2/bn2,
+// downsample.0/downsample.1; RegNetY every ConvNormAct's conv/bn (stem, conv1-3,
+// downsample; the SE convs have no BN). Models without BatchNorm (vit, mlp): none.
+std::vector<std::pair<std::string, std::string>> conv_bn_pairs(const Layer& model);
+// Folds every pair with Conv2d::fold_batch_norm (running statistics: eval-mode BN) and
+// returns how many. An Error, before anything changes, names a BatchNorm2d no pair covers,
+// a pair whose modules are not a Conv2d and a BatchNorm2d, a BN already folded, and a
+// quantized conv whose weights are frozen (fold before freeze_weights).
+int64_t fold_batch_norms(Layer& model);
 
 }  // namespace qilin

@@ -266,8 +266,17 @@ TEST(ConfigErrors, LaterFeaturesAndQuantModesNameWhatIsMissing) {
             "biases are frozen from them)");
   EXPECT_EQ(probe_error("run:\n  mode: qat\n"),
             "t.yaml:3: run.mode = qat: needs quant.format (qfp8, int8, fp8_e4m3 or fp8_e5m2)");
+  // quant.fold_bn: ptq (and eval of the packed checkpoint it wrote) only, with a format.
   EXPECT_EQ(probe_error("quant:\n  fold_bn: true\n"),
-            "t.yaml:3: quant.fold_bn = true: folding BatchNorm into convolutions is not built yet (next in issue 5)");
+            "t.yaml:3: quant.fold_bn = true: needs run.mode ptq (or eval of a packed checkpoint a ptq "
+            "run with it wrote)");
+  EXPECT_EQ(probe_error("run:\n  mode: qat\nquant:\n  format: qfp8\n  fold_bn: true\n"),
+            "t.yaml:6: quant.fold_bn = true: folds BatchNorm for run.mode ptq (and eval of its packed "
+            "checkpoint); qat with folded BatchNorm is a different recipe (batch statistics folded every "
+            "step) that is not built");
+  EXPECT_EQ(probe_error("run:\n  mode: eval\nquant:\n  fold_bn: true\ncheckpoint:\n  init_from: q.safetensors\n"),
+            "t.yaml:5: quant.fold_bn = true: folds BatchNorm before weight quantization: needs "
+            "quant.format (qfp8, int8, fp8_e4m3 or fp8_e5m2)");
   EXPECT_EQ(probe_error("quant:\n  fold_bn: true\ncalibrate:\n  bn: true\n"),
             "t.yaml:3: quant.fold_bn = true: folds every BatchNorm away, so calibrate.bn must be false "
             "(DESIGN.md §4.3)");
@@ -285,6 +294,13 @@ TEST(ConfigErrors, LaterFeaturesAndQuantModesNameWhatIsMissing) {
                                        "calibrate:\n  batches: 32\n  bn: true\n"
                                        "checkpoint:\n  init_from: w.safetensors\n",
                                    "t.yaml"));
+  for (const char* mode : {"ptq", "eval"})
+    EXPECT_NO_THROW(load_config_text(std::string(kMinimal) + "run:\n  mode: " + mode +
+                                         "\nquant:\n  format: qfp8\n  fold_bn: true\n"
+                                         "calibrate:\n  batches: 8\n  bn: false\n"
+                                         "checkpoint:\n  init_from: w.safetensors\n",
+                                     "t.yaml"))
+        << mode;
 }
 
 TEST(ConfigErrors, RulesAcrossKeysPointAtTheKeyGiven) {

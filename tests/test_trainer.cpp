@@ -263,6 +263,22 @@ TEST_F(TrainerTest, PtqQuantizesCalibratesBatchNormExportsPackedAndThePackedFile
   EXPECT_EQ(summary["ptq"]["bn_batches"], 3);
   EXPECT_DOUBLE_EQ(summary["ptq"]["fp32"]["test_acc"].get<double>(), fp32.test_acc);
   EXPECT_DOUBLE_EQ(summary["test_acc"].get<double>(), summary["ptq"]["quantized_bn_calibrated"]["test_acc"].get<double>());
+  // Per-layer SQNR with each quantized evaluation: every quantized layer, finite weight and
+  // input figures in a plausible range for e4m3 (weights ~31 dB on Gaussians).
+  size_t quantized_layers = 0;
+  for (auto& [path, impl] : summary["layers"].items())
+    quantized_layers += impl.get<std::string>().rfind("Quant", 0) == 0;
+  ASSERT_GT(quantized_layers, 0u);
+  for (const char* stage : {"quantized", "quantized_bn_calibrated"}) {
+    const nlohmann::json& sqnr = summary["ptq"][stage]["sqnr_db"];
+    EXPECT_EQ(sqnr.size(), quantized_layers) << stage;
+    for (auto& [path, r] : sqnr.items()) {
+      ASSERT_TRUE(r["weight"].is_number() && r["input"].is_number()) << stage << " " << path << ": " << r;
+      EXPECT_GT(r["weight"].get<double>(), 20.0) << path;
+      EXPECT_LT(r["weight"].get<double>(), 45.0) << path;
+      EXPECT_GT(r["input"].get<double>(), 15.0) << path;
+    }
+  }
   const std::string layer = summary["layers"]["layer1.0.conv1"];
   EXPECT_NE(layer.find("QuantConv2d"), std::string::npos) << layer;
   EXPECT_NE(layer.find("qfp8 e4m3 per_channel mse (frozen"), std::string::npos) << layer;
@@ -291,6 +307,65 @@ TEST_F(TrainerTest, PtqQuantizesCalibratesBatchNormExportsPackedAndThePackedFile
   EXPECT_THROW(run_training(config(plain)), ConfigError);
   eval.back() = "checkpoint.init_from=" + init;
   EXPECT_THROW(run_training(config(eval)), ConfigError);
+}
+
+TEST_F(TrainerTest, PtqWithFoldedBatchNormExportsConvBiasesAndThePackedFileEvaluatesTheSame) {
+  // quant.fold_bn (DESIGN.md §4.3): the fp32 accuracy is the unfolded model's, every BN of
+  // ResNet-20 is folded into its conv before the weights are quantized, the packed file holds
+  // conv biases and no BN tensor, and an eval run with the same quant section reproduces the
+  // quantized model's test accuracy and loss exactly.
+  const std::vector<std::string> resnet = {"model.arch=resnet20", "optim.epochs=2", "optim.ema_decay=0"};
+  RunOutcome fp32 = run_training(config(resnet));
+  ASSERT_EQ(fp32.exit_code(), 0);
+  const std::string init = (std::filesystem::path(fp32.run_dir) / "ckpt_last.safetensors").string();
+  std::vector<std::string> ptq = resnet;
+  for (const char* o : {"run.mode=ptq", "run.name=ptq_fold", "quant.format=qfp8", "quant.layout=e4m3",
+                        "calibrate.batches=3", "quant.fold_bn=true"})
+    ptq.push_back(o);
+  ptq.push_back("checkpoint.init_from=" + init);
+  RunOutcome out = run_training(config(ptq));
+  ASSERT_EQ(out.exit_code(), 0);
+  const std::filesystem::path dir = out.run_dir;
+  nlohmann::json summary = read_json((dir / "summary.json").string());
+  EXPECT_EQ(summary["ptq"]["fold_bn"], 21) << summary["ptq"].dump(1);  // stem, 9 x 2, 2 downsamples
+  EXPECT_FALSE(summary["ptq"].contains("quantized_bn_calibrated"));
+  EXPECT_DOUBLE_EQ(summary["ptq"]["fp32"]["test_acc"].get<double>(), fp32.test_acc);
+  EXPECT_DOUBLE_EQ(summary["test_acc"].get<double>(), summary["ptq"]["quantized"]["test_acc"].get<double>());
+  const std::string conv = summary["layers"]["layer1.0.conv1"], bn = summary["layers"]["layer1.0.bn1"];
+  EXPECT_NE(conv.find("QuantConv2d"), std::string::npos) << conv;
+  EXPECT_NE(conv.find("bias, BN folded"), std::string::npos) << conv;
+  EXPECT_NE(bn.find("folded"), std::string::npos) << bn;
+
+  const std::filesystem::path packed = dir / "ckpt_quant.safetensors";
+  ASSERT_TRUE(std::filesystem::exists(packed));
+  SafetensorsContents contents = load_safetensors(packed.string());
+  EXPECT_EQ(contents.metadata["qilin.fold_bn"], "21");
+  EXPECT_TRUE(contents.find("conv1.bias").defined());
+  EXPECT_TRUE(contents.find("layer2.0.downsample.0.bias").defined());
+  EXPECT_TRUE(contents.find("layer1.0.conv1.weight.qcodes").defined());
+  for (const auto& [name, t] : contents.tensors) {
+    EXPECT_EQ(name.find("bn"), std::string::npos) << name;
+    EXPECT_EQ(name.find("downsample.1"), std::string::npos) << name;
+  }
+
+  std::vector<std::string> eval = resnet;
+  for (const char* o : {"run.mode=eval", "run.name=eval_fold", "quant.format=qfp8", "quant.layout=e4m3",
+                        "quant.fold_bn=true"})
+    eval.push_back(o);
+  eval.push_back("checkpoint.init_from=" + packed.string());
+  RunOutcome again = run_training(config(eval));
+  ASSERT_EQ(again.exit_code(), 0);
+  EXPECT_EQ(again.test_acc, out.test_acc);
+  EXPECT_EQ(again.test_loss, out.test_loss);
+  // The folded file under a quant section without fold_bn is refused, naming the key.
+  eval[eval.size() - 2] = "quant.fold_bn=false";
+  eval.push_back("run.name=eval_unfolded");
+  try {
+    run_training(config(eval));
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("quant.fold_bn"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(TrainerTest, QatFineTunesWithFakeQuantFreezesBiasesAndBatchNormAndExportsWhatItEvaluated) {

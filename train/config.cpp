@@ -458,7 +458,9 @@ void visit_config(Config& c, Visitor& v) {
     v.texts({"layers", "which layer kinds are quantized"}, q.layers, "linear, conv");
     v.texts({"exclude", "layers kept in fp32, by dotted path glob, e.g. head, patch_embed.*"}, q.exclude,
             "fnmatch globs");
-    v.boolean({"fold_bn", "fold each BatchNorm into its conv before weight quantization"}, q.fold_bn);
+    v.boolean({"fold_bn", "fold each BatchNorm into its conv before weight quantization (ptq and "
+                          "eval of its packed checkpoint; calibrate.bn false)"},
+              q.fold_bn);
     v.integer({"freeze_bias_after", "qat: from this step on, the activation biases are calibrated "
                                     "on the next calibrate.batches training batches, then frozen; 0: from "
                                     "each batch until the end"},
@@ -926,9 +928,16 @@ class Checker {
         fail("quant.layers", format_string(kind), "each entry must be linear or conv");
     if (q.fold_bn && c_.calibrate.bn)
       fail("quant.fold_bn", "true", "folds every BatchNorm away, so calibrate.bn must be false (DESIGN.md §4.3)");
-    if (q.fold_bn)
-      fail("quant.fold_bn", "true", "folding BatchNorm into convolutions is not built yet (next in issue 5)");
     const RunMode mode = c_.run.mode;
+    if (q.fold_bn && mode == RunMode::kQat)
+      fail("quant.fold_bn", "true",
+           "folds BatchNorm for run.mode ptq (and eval of its packed checkpoint); qat with folded "
+           "BatchNorm is a different recipe (batch statistics folded every step) that is not built");
+    if (q.fold_bn && mode == RunMode::kTrain)
+      fail("quant.fold_bn", "true", "needs run.mode ptq (or eval of a packed checkpoint a ptq run with it wrote)");
+    if (q.fold_bn && q.format == QuantFormat::kNone)
+      fail("quant.fold_bn", "true", "folds BatchNorm before weight quantization: needs quant.format "
+           "(qfp8, int8, fp8_e4m3 or fp8_e5m2)");
     if (mode == RunMode::kPtq || mode == RunMode::kQat) {
       const char* m = mode == RunMode::kPtq ? "ptq" : "qat";
       if (q.format == QuantFormat::kNone)
@@ -1357,8 +1366,12 @@ that is not an existing file is looked up among the shipped configs (`train --co
   runs the 4096-piece defaults; `--sweep interp.segments=16,64,256,1024,4096` is the paper's
   ablation (a function with its own `segments` keeps it). Functions the model does not use are
   listed once in the run log; summary.json names each layer's table.
-- `quant.fold_bn` and `distributed.enabled` are in the schema already and are refused, naming
-  what is missing, until the issues that build them.
+- `distributed.enabled` is in the schema already and is refused, naming what is missing,
+  until the issue that builds it.
+- **`quant.fold_bn: true`** (run.mode ptq) folds each BatchNorm into its convolution before
+  the weights are quantized (DESIGN.md §4.3), so `calibrate.bn` must be false; summary.json's
+  `ptq.fold_bn` counts the folded layers. Evaluate its packed checkpoint with the same quant
+  section (`run.mode: eval`, `quant.fold_bn: true`).
 - The run directory gets the resolved config (every key below, defaults filled) as
   `config.yaml`: loading it gives the same configuration, and its hash is stored in checkpoints.
 

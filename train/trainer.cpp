@@ -49,6 +49,10 @@ using Clock = std::chrono::steady_clock;
 // Shuffling, augmentation and mixing streams are the loader's (data/loader.h).
 constexpr uint64_t kSyntheticStream = 0x53594e54ull;   // "SYNT"
 
+// A packed checkpoint's metadata entry for quant.fold_bn: how many BatchNorm layers the ptq
+// run folded (absent: none), so eval can refuse a quant section that does not match it.
+constexpr const char* kFoldBnMetadataKey = "qilin.fold_bn";
+
 // ---- data ----
 
 // The data of a run: the training set split into train/validation (a fixed split, the same
@@ -430,6 +434,15 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
         throw ConfigError(str_cat("checkpoint.init_from = ", config.checkpoint.init_from,
                                   ": a packed quantized checkpoint; evaluate it with run.mode eval and the "
                                   "quant section of the ptq run that wrote it"));
+      // A ptq run with quant.fold_bn wrote conv biases and no BN tensors: fold this model's
+      // structure the same way first (the values come from the file), so the load is strict.
+      const auto folded_in_file = init.metadata.find(kFoldBnMetadataKey);
+      const bool file_folded = folded_in_file != init.metadata.end() && folded_in_file->second != "0";
+      if (file_folded != config.quant.fold_bn)
+        throw ConfigError(str_cat("checkpoint.init_from = ", config.checkpoint.init_from, ": written by a ptq run ",
+                                  file_folded ? "with" : "without", " quant.fold_bn; evaluate it with quant.fold_bn: ",
+                                  file_folded ? "true" : "false"));
+      if (config.quant.fold_bn) fold_batch_norms(*model);
       load_packed_state_dict(*model, init);
     } else {
       if (quantized && config.run.mode == RunMode::kEval)
@@ -540,13 +553,32 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
   const bool qat = config.run.mode == RunMode::kQat;
   if (config.run.mode == RunMode::kPtq) {
     // DESIGN.md §4.3's order: weights, activation biases, BN statistics, activation biases again.
+    // The quantized model's per-layer SQNR (weights, and inputs over the test images) goes
+    // with each of its evaluations.
     const auto eval_both = [&](Layer& m, const char* what) {
-      EvalResult val = evaluate(m, data, false), test = evaluate(m, data, true);
+      const bool quantized_model = &m == model.get();
+      EvalResult val = evaluate(m, data, false);
+      if (quantized_model) set_activation_metering(m, true);
+      EvalResult test = evaluate(m, data, true);
       reporter.message(str_cat("ptq: ", what, ": val top-1 ", 100 * val.top1, "%, test top-1 ", 100 * test.top1, "%"));
       ptq_report[what] = {{"val_acc", val.top1}, {"test_acc", test.top1}, {"test_loss", test.loss}};
+      if (quantized_model) {
+        set_activation_metering(m, false);
+        nlohmann::json sqnr = nlohmann::json::object();
+        for (const QuantLayerSqnr& r : quant_sqnr(m)) sqnr[r.path] = {{"weight", r.weight_db}, {"input", r.input_db}};
+        ptq_report[what]["sqnr_db"] = sqnr;
+      }
       return std::make_pair(val, test);
     };
     eval_both(*fp32_model, "fp32");
+    int64_t folded = 0;
+    if (config.quant.fold_bn) {
+      // DESIGN.md §4.3: each BN into its conv's fp32 master weight and bias, before the
+      // weights' quantization parameters are frozen from them.
+      folded = fold_batch_norms(*model);
+      ptq_report["fold_bn"] = folded;
+      reporter.message(str_cat("ptq: folded ", folded, " BatchNorm layers into their convolutions"));
+    }
     freeze_weights(*model);
     const int64_t batches = calibrate_activations(*model, data, config.calibrate.batches);
     auto [val, test] = eval_both(*model, "quantized");
@@ -563,6 +595,7 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
     // The packed checkpoint (DESIGN.md §5): uint8 codes and beta tensors, loadable for eval.
     std::map<std::string, std::string> metadata;
     const NamedTensors packed = packed_state_dict(*model, &metadata);
+    if (config.quant.fold_bn) metadata[kFoldBnMetadataKey] = std::to_string(folded);
     const std::string path = (std::filesystem::path(dir) / "ckpt_quant.safetensors").string();
     save_safetensors(path + ".tmp", packed, metadata);
     std::filesystem::rename(path + ".tmp", path);

@@ -1,13 +1,18 @@
 // Layer norm and 2-D batch norm: forward and all three gradients against double-precision
 // loops (incl. sizes that take the parallel paths), finite differences, PyTorch values for
-// the running-statistics rules, and errors naming bad shapes.
+// the running-statistics rules, and errors naming bad shapes. Also BatchNorm2d folded into
+// the Conv2d before it (quant.fold_bn): the folded conv against conv then eval BN in double.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "core/autograd.h"
 #include "core/ops/norm.h"
+#include "layers/conv.h"
+#include "layers/norm.h"
+#include "layers/sequential.h"
 #include "tests/testing.h"
 
 namespace qilin {
@@ -321,6 +326,130 @@ TEST(BatchNorm2d, BadInputsAreErrorsNamingTheShapes) {
   EXPECT_THROW(batch_norm2d(Tensor::ones({2, 3, 1, 1}), Tensor(), Tensor(), Tensor(), Tensor(),
                             false, 0.1f, 1e-5f),
                Error);  // eval without running stats
+}
+
+// ---- BatchNorm2d folded into its Conv2d (quant.fold_bn, DESIGN.md §4.3) ----
+
+namespace {
+
+// Non-trivial eval-mode statistics: gamma of both signs, variances from 0.05 (scale up to
+// 1.5 / sqrt(0.05) = 6.7) to 2.
+void randomize_batch_norm(BatchNorm2d& bn, uint32_t seed) {
+  const int64_t c = bn.num_features();
+  NoGradGuard no_grad;
+  Tensor(bn.weight()).copy_(testing::uniform({c}, seed, -1.5f, 1.5f));
+  Tensor(bn.bias()).copy_(testing::uniform({c}, seed + 1));
+  Tensor(bn.running_mean()).copy_(testing::uniform({c}, seed + 2, -0.5f, 0.5f));
+  Tensor(bn.running_var()).copy_(testing::uniform({c}, seed + 3, 0.05f, 2.0f));
+}
+
+Conv2dSpec fold_spec(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding,
+                     int64_t groups, bool bias) {
+  Conv2dSpec s;
+  s.in_channels = in;
+  s.out_channels = out;
+  s.kernel = kernel;
+  s.stride = stride;
+  s.padding = padding;
+  s.groups = groups;
+  s.bias = bias;
+  return s;
+}
+
+}  // namespace
+
+TEST(BatchNormFold, FoldedConvEqualsConvThenEvalBatchNorm) {
+  const std::pair<Conv2dSpec, const char*> cases[] = {
+      {fold_spec(4, 6, 3, 1, 1, 1, false), "3x3 no bias"},
+      {fold_spec(4, 6, 3, 2, 1, 2, true), "3x3 stride 2 groups 2 bias"},
+      {fold_spec(6, 6, 3, 1, 1, 6, true), "3x3 depthwise bias"},
+      {fold_spec(3, 5, 1, 1, 0, 1, false), "1x1 no bias"},
+  };
+  uint32_t seed = 40;
+  for (const auto& [spec, what] : cases) {
+    auto conv = std::make_shared<Conv2d>(spec);
+    {
+      NoGradGuard no_grad;
+      Tensor(conv->weight()).copy_(testing::uniform(conv->weight().shape(), seed++));
+      if (spec.bias) Tensor(conv->bias()).copy_(testing::uniform({spec.out_channels}, seed++));
+    }
+    auto bn = std::make_shared<BatchNorm2d>(spec.out_channels, 1e-5f);
+    randomize_batch_norm(*bn, seed);
+    seed += 4;
+    Sequential net;
+    net.push_back(conv);
+    net.push_back(bn);
+    net.eval();
+    const Tensor x = testing::uniform({2, spec.in_channels, 7, 6}, seed++);
+
+    // The reference: the unfolded conv's float output through eval BN in double.
+    const Tensor conv_out = conv->forward(x);
+    const std::vector<float> y0 = conv_out.to_vector(), gamma = bn->weight().to_vector(),
+                             beta = bn->bias().to_vector(), mean = bn->running_mean().to_vector(),
+                             var = bn->running_var().to_vector();
+    const int64_t channels = spec.out_channels, plane = conv_out.size(2) * conv_out.size(3);
+    std::vector<double> ref(y0.size());
+    for (size_t i = 0; i < y0.size(); ++i) {
+      const auto c = static_cast<int64_t>(i) / plane % channels;
+      ref[i] = (y0[i] - static_cast<double>(mean[c])) * gamma[c] / std::sqrt(var[c] + 1e-5) + beta[c];
+    }
+    // Before folding, the layers' own eval path agrees (BN eval kernel in float).
+    testing::expect_close(net.forward(x), ref, 1e-5, 1e-5, std::string(what) + " unfolded");
+
+    conv->fold_batch_norm(*bn);
+    // Float32 rounding of W' and b' (6e-8 relative) and of the conv's sums (up to 36 products
+    // of |w|, |x| <= 1, times a scale <= 6.7: |y| up to ~10 here) in another order than the
+    // reference's conv-then-scale: measured worst 4e-6 at |y| = 10.5 (4e-7 relative), so
+    // atol 1e-5 plus 1e-5 relative.
+    testing::expect_close(net.forward(x), ref, 1e-5, 1e-5, std::string(what) + " folded");
+    EXPECT_TRUE(bn->folded());
+    EXPECT_TRUE(conv->batch_norm_folded());
+    EXPECT_TRUE(conv->spec().bias) << what;
+    // The state dict: the conv's weight and (new or folded) bias, nothing of the BN.
+    std::vector<std::string> keys;
+    for (const auto& e : net.state_dict()) keys.push_back(e.first);
+    EXPECT_EQ(keys, (std::vector<std::string>{"0.weight", "0.bias"})) << what;
+    EXPECT_EQ(net.named_parameters().size(), 2u) << what;
+    EXPECT_TRUE(bn->state_dict().empty());
+    EXPECT_TRUE(bn->named_buffers().empty());
+    EXPECT_NE(conv->describe().find(", bias, BN folded)"), std::string::npos) << conv->describe();
+    EXPECT_NE(bn->describe().find("folded"), std::string::npos) << bn->describe();
+  }
+}
+
+TEST(BatchNormFold, AFoldedBatchNormIsTheIdentityInTrainingToo) {
+  auto conv = std::make_shared<Conv2d>(fold_spec(2, 3, 1, 1, 0, 1, false));
+  BatchNorm2d bn(3);
+  conv->fold_batch_norm(bn);
+  bn.train();
+  const Tensor x = testing::uniform({2, 3, 4, 4}, 60);
+  const Tensor y = bn.forward(x);
+  EXPECT_EQ(y.to_vector(), x.to_vector());
+  // Nothing is left to re-estimate or fold again.
+  EXPECT_THROW(bn.reset_running_stats(), Error);
+  auto other = std::make_shared<Conv2d>(fold_spec(2, 3, 1, 1, 0, 1, false));
+  try {
+    other->fold_batch_norm(bn);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("already folded"), std::string::npos) << e.what();
+  }
+}
+
+TEST(BatchNormFold, ChannelMismatchIsAnErrorNamingBothCounts) {
+  Conv2d conv(fold_spec(2, 4, 3, 1, 1, 1, false));
+  BatchNorm2d bn(5);
+  try {
+    conv.fold_batch_norm(bn);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("fold_batch_norm"), std::string::npos) << m;
+    EXPECT_NE(m.find("4 output channels"), std::string::npos) << m;
+    EXPECT_NE(m.find("BatchNorm2d 5"), std::string::npos) << m;
+  }
+  EXPECT_FALSE(bn.folded());  // nothing changed
+  EXPECT_FALSE(conv.bias().defined());
 }
 
 }  // namespace qilin
