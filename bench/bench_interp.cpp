@@ -4,7 +4,8 @@
 // form tried. qilin's side; bench/torch_interp.py times PyTorch on the same inputs.
 //
 //   bench_interp [--fn exp,sigmoid,...|all] [--segments 16,64,...] [--n 5000000] [--reps 21]
-//                [--threads 2] [--target avx2|avx3] [--format text|csv]
+//                [--threads 2] [--target avx2|avx3] [--timing round-robin|consecutive]
+//                [--format text|csv]
 //
 // Run pinned and quiet: taskset -c 0,1 env OMP_PROC_BIND=true bench_interp --threads 2.
 // Bound rows (bound:<variant>): load x, index, load the (k, b) pair as one 8-byte value, one
@@ -245,7 +246,7 @@ __attribute__((optimize("no-tree-vectorize"))) void bound_bwd_scalar(const Bound
 int usage(const std::string& msg) {
   std::fprintf(stderr,
                "%s\nusage: bench_interp [--fn F,...|all] [--segments LIST] [--n N] [--reps R] "
-               "[--threads T] [--target avx2|avx3] [--format text|csv]\n",
+               "[--threads T] [--target avx2|avx3] [--timing round-robin|consecutive] [--format text|csv]\n",
                msg.c_str());
   return 2;
 }
@@ -297,6 +298,9 @@ int main(int argc, char** argv) {
       } else if (a == "--target") {  // restrict the kernels' dispatch: avx2 | avx3
         if (v != "avx2" && v != "avx3") return usage("--target is avx2 or avx3");
         hwy::SetSupportedTargetsForTest(v == "avx2" ? HWY_AVX2 : HWY_AVX3);
+      } else if (a == "--timing") {
+        if (v != "round-robin" && v != "consecutive") return usage("--timing is round-robin or consecutive");
+        o.consecutive = v == "consecutive";
       } else if (a == "--format") {
         format = v;
       } else {
@@ -308,8 +312,8 @@ int main(int argc, char** argv) {
     const qilin::Table t = qilin::interp_bench_table(
         o, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
     std::fputs(t.render(qilin::parse_table_format(format)).c_str(), stdout);
-    std::fprintf(stderr, "n = %lld float32, %d threads, medians of %d rounds\n",
-                 static_cast<long long>(o.n), threads, o.reps);
+    std::fprintf(stderr, "n = %lld float32, %d threads, medians of %d %s\n", static_cast<long long>(o.n),
+                 threads, o.reps, o.consecutive ? "consecutive calls" : "rounds");
   } catch (const std::exception& e) {
     return usage(e.what());
   }

@@ -143,8 +143,14 @@ TEST(QilinCli, InterpBenchTimesCopyNativeAndEachTablePerDirection) {
     ASSERT_EQ(cells.size(), 11u) << line;
     for (int c : {3, 4, 7, 8}) EXPECT_GT(std::stod(cells[c]), 0.0) << line;
   }
+  auto block = run_program("qilin", "interp bench --fn exp --segments 16 --n 100000 --reps 2 --threads 1 "
+                                    "--timing consecutive --format csv");
+  ASSERT_EQ(block.exit_code, 0) << block.output;
+  EXPECT_NE(block.output.find("\nexp,uniform,16,"), std::string::npos) << block.output;
+  EXPECT_NE(block.output.find("medians of 2 consecutive calls"), std::string::npos) << block.output;
   EXPECT_EQ(run_program("qilin", "interp bench --fn cosh").exit_code, 2);
   EXPECT_EQ(run_program("qilin", "interp bench --n 0").exit_code, 2);
+  EXPECT_EQ(run_program("qilin", "interp bench --timing sometimes").exit_code, 2);
 }
 
 TEST(QilinCli, Qfp8TablePrintsEveryCodeWithItsValue) {

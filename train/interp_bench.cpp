@@ -228,10 +228,22 @@ Table interp_bench_table(const InterpBenchOptions& options,
       f();
       return time_ms(f);
     };
-    for (int r = 0; r < options.reps; ++r) {
+    if (options.consecutive) {
       for (size_t c = 0; c < calls.size(); ++c) {
-        times[c][0].push_back(timed(calls[c].forward));
-        if (calls[c].backward) times[c][1].push_back(timed(calls[c].backward));
+        for (int dir = 0; dir < 2; ++dir) {
+          const std::function<void()>& f = dir == 0 ? calls[c].forward : calls[c].backward;
+          if (!f) continue;
+          f();
+          f();
+          for (int r = 0; r < options.reps; ++r) times[c][dir].push_back(time_ms(f));
+        }
+      }
+    } else {
+      for (int r = 0; r < options.reps; ++r) {
+        for (size_t c = 0; c < calls.size(); ++c) {
+          times[c][0].push_back(timed(calls[c].forward));
+          if (calls[c].backward) times[c][1].push_back(timed(calls[c].backward));
+        }
       }
     }
 
@@ -246,8 +258,9 @@ Table interp_bench_table(const InterpBenchOptions& options,
           bound[{calls[c].pieces, dir}] = c;
       }
     }
-    // The median over rounds of ref_r / t_r.
+    // The median over rounds of ref_r / t_r (consecutive: the ratio of the medians).
     const auto ratio = [&](size_t ref, size_t c, int dir) {
+      if (options.consecutive) return median(times[ref][dir]) / median(times[c][dir]);
       std::vector<double> q;
       for (int r = 0; r < options.reps; ++r) q.push_back(times[ref][dir][r] / times[c][dir][r]);
       return median(q);

@@ -11,6 +11,11 @@
 // back the previous candidate's output), for `reps` rounds: drift and interference hit every
 // candidate alike. A row's time is its median; a ratio to copy (or to native, or to the bound) is the median over
 // rounds of the per-round ratio, so it compares calls made a few milliseconds apart.
+// Timing `consecutive` instead times each candidate in its own block, two warm-up calls then
+// `reps` calls in a row, as bench/torch_interp.py times PyTorch's kernels; ratios are then
+// ratios of medians. On this project's 2-core VM the round-robin order slows the three-array
+// backward loops (the x * dy copy ran at 20-30 GB/s round-robin, 40-47 GB/s in blocks, in
+// the same build): compare with PyTorch's figures in consecutive mode.
 // Bytes per element: forward 8 (x in, y out), backward 12 (x and dy in, dx out). Copy is
 // y = x forward and dx = x * dy backward, with the same threading as the kernels.
 #pragma once
@@ -55,7 +60,8 @@ struct InterpBenchOptions {
                                     InterpMethod::kIgelu};
   int64_t n = 5000000;
   int reps = 21;
-  InterpBenchExtra extra;  // bench/bench_interp: the bound loops
+  bool consecutive = false;  // time each candidate in a block of reps calls (see above)
+  InterpBenchExtra extra;    // bench/bench_interp: the bound loops
 };
 
 // Rows: fn, method, pieces, forward ms / GB/s / ratio to copy / speed-up over native, the

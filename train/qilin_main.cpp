@@ -6,7 +6,7 @@
 //   qilin interp error --fn F --segments LIST [--domain a,b] [--samples N] [--method M]
 //   qilin interp plot  --fn F --segments LIST [--domain a,b] [--method M] --out FILE.png
 //   qilin interp bench [--fn F,...|all] [--segments LIST] [--methods M,...] [--n N] [--reps R]
-//                      [--threads T]
+//                      [--threads T] [--timing round-robin|consecutive]
 //   qilin qfp8 table --layout L [--bias B]     every code of a QFP8 layout and its value
 //   qilin qfp8 sqnr --ckpt FILE [--granularity per_channel|per_tensor]
 //                                            per-layer SQNR of each 8-bit format on the weights
@@ -183,6 +183,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench_cmd->add_option("--n", bench_n, "float32 inputs per call")->capture_default_str();
   bench_cmd->add_option("--reps", bench_reps, "timed rounds (medians are reported)")->capture_default_str();
+  std::string bench_timing = "round-robin";
+  bench_cmd->add_option("--timing", bench_timing,
+                        "round-robin (candidates interleaved) or consecutive (each in a block of --reps calls, "
+                        "as bench/torch_interp.py times PyTorch)")
+      ->check(CLI::IsMember({"round-robin", "consecutive"}))
+      ->capture_default_str();
   bench_cmd->add_option("--threads", bench_threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")
       ->capture_default_str();
   add_format(bench_cmd);
@@ -237,13 +243,14 @@ int main(int argc, char** argv) {
       o.segments = parse_int_list(bench_segments, "--segments");
       o.n = bench_n;
       o.reps = bench_reps;
+      o.consecutive = bench_timing == "consecutive";
       if (bench_n < 1 || bench_reps < 1 || bench_threads < 0)
         throw ConfigError("--n and --reps must be >= 1 and --threads >= 0");
       if (bench_threads > 0) omp_set_num_threads(bench_threads);
       const Table t = interp_bench_table(o, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
       print(t, format);
-      std::fprintf(stderr, "n = %lld float32, %d threads, medians of %d rounds\n",
-                   static_cast<long long>(bench_n), omp_get_max_threads(), bench_reps);
+      std::fprintf(stderr, "n = %lld float32, %d threads, medians of %d %s\n", static_cast<long long>(bench_n),
+                   omp_get_max_threads(), bench_reps, o.consecutive ? "consecutive calls" : "rounds");
       return 0;
     }
     if (*interp_cmd) {
