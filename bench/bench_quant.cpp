@@ -2,7 +2,8 @@
 // >= 80% of copy bandwidth): forward y = fake_quant(x) against memcpy, the STE backward
 // dx = dy * [|x| <= max] against dx = x * dy, both over parallel_for with the same chunks
 // and threads, per tensor and per channel, on a 256x1024 weight and a 5,000,000-float
-// activation, for qfp8 e3m4 / e4m3, int8 and fp8_e4m3; plus the per-call cost of choosing a
+// activation, for qfp8 e3m4 / e4m3, int8 and fp8_e4m3; the packed quantize (encode, 4 bytes
+// in, 1 out) and dequantize (decode, 1 in, 4 out) against the copy; plus the per-call cost of choosing a
 // dynamic activation's parameters (amax + β) with choose_params, next to the scalar
 // choose_quant_params it replaces.
 //
@@ -11,7 +12,7 @@
 // Each row is the median of `reps` timed calls after `warmup` untimed ones, each kernel timed
 // round-robin with its copy baseline; ratio = kernel GB/s / that copy's GB/s. GB/s counts the
 // bytes each kernel must move: forward 8 per element (read x, write y), backward 12 (read x
-// and dy, write dx), amax 4. Run pinned and quiet for the record:
+// and dy, write dx), encode and decode 5, amax 4. Run pinned and quiet for the record:
 //   taskset -c 0,1 env OMP_PROC_BIND=true OMP_WAIT_POLICY=passive bench_quant --threads 2
 #include <omp.h>
 
@@ -96,9 +97,11 @@ QuantSpec spec_of(QuantFormat f, qilin::Qfp8Layout layout, qilin::Granularity g)
   return s;
 }
 
+// copy_bytes: what the copy it is compared with moved (default: the same bytes).
 void print_row(const Options& opt, const std::string& tensor, const char* granularity, const char* format,
-               const char* op, double seconds, double bytes, double copy_seconds) {
-  const double gbs = bytes / seconds * 1e-9, copy_gbs = bytes / copy_seconds * 1e-9;
+               const char* op, double seconds, double bytes, double copy_seconds, double copy_bytes = 0) {
+  const double gbs = bytes / seconds * 1e-9;
+  const double copy_gbs = (copy_bytes > 0 ? copy_bytes : bytes) / copy_seconds * 1e-9;
   if (opt.csv) {
     std::printf("%s,%s,%s,%s,%.4f,%.2f,%.2f,%.3f\n", tensor.c_str(), granularity, format, op, seconds * 1e3,
                 gbs, copy_gbs, gbs / copy_gbs);
@@ -154,6 +157,7 @@ int main(int argc, char** argv) {
   for (const Case& c : cases) {
     const int64_t n = c.channels * c.inner;
     std::vector<float> x(n), y(n), dy(n), dx(n);
+    std::vector<uint8_t> codes(n);
     std::mt19937 gen(1);
     std::normal_distribution<float> dist(0.0f, 1.0f);
     for (int64_t i = 0; i < n; ++i) {
@@ -187,6 +191,13 @@ int main(int argc, char** argv) {
       }
       print_row(opt, c.name, gran, fname, "forward", fwd[1], 8.0 * n, fwd[0]);
       print_row(opt, c.name, gran, fname, "backward", bwd[1], 12.0 * n, bwd[0]);
+      // Quantize to packed codes (4 bytes in, 1 out) and dequantize (1 in, 4 out), each
+      // against the copy's GB/s.
+      const std::vector<double> pack = median_seconds(
+          opt, {copy_fwd, [&] { kc::quant_encode_packed(entries.data(), np, xp, codes.data(), c.channels, c.inner); },
+                [&] { kc::quant_decode_packed(entries.data(), np, codes.data(), y.data(), c.channels, c.inner); }});
+      print_row(opt, c.name, gran, fname, "encode", pack[1], 5.0 * n, pack[0], 8.0 * n);
+      print_row(opt, c.name, gran, fname, "decode", pack[2], 5.0 * n, pack[0], 8.0 * n);
     }
     // Dynamic activation parameters: amax + β per call (vector kernel), against the scalar
     // scan of choose_quant_params. GB/s counts reading x once; copy GB/s is the copy's.
