@@ -504,8 +504,9 @@ TEST(QuantLayerFactory, SwapsQuantizedConvolutionsIntoAResnet20) {
 
 // A ViT (eval, seed 11 weights) with every Linear and Conv2d quantized by `c`, activation
 // parameters calibrated on two batches and frozen, weights frozen (the PTQ state).
+// fold_bn: every BatchNorm folded into its conv first (quant.fold_bn), before calibration.
 std::shared_ptr<Layer> calibrated_model(const std::string& arch, const Case& c, const std::vector<std::string>& exclude,
-                                        uint64_t seed = 11) {
+                                        uint64_t seed = 11, bool fold_bn = false) {
   LayerFactory native;
   QuantLayerOptions o;
   o.weight = c.weight;
@@ -514,6 +515,7 @@ std::shared_ptr<Layer> calibrated_model(const std::string& arch, const Case& c, 
   QuantLayerFactory factory(native, o);
   auto model = make_model(arch, factory, seed);
   model->eval();
+  if (fold_bn) fold_batch_norms(*model);
   NoGradGuard no_grad;
   set_activation_mode(*model, ActivationMode::kCalibrating);
   for (uint32_t b = 0; b < 2; ++b) model->forward(testing::uniform({8, 1, 28, 28}, 100 + b, -1.0f, 2.0f));
@@ -701,22 +703,9 @@ TEST_F(PackedFile, AResnet20CheckpointsDataIsUnder027OfItsFp32File) {
 // fp32): with BN folded the packed file is under 0.27x the fp32 checkpoint; with the 19 BN
 // layers kept it is not (their fp32 vectors and headers cost ~0.015x; docs/RESULTS.md).
 TEST_F(PackedFile, AFoldedResnet20WithFp32StemAndClassifierIsUnder027OfItsFp32File) {
-  const Case c = format_cases()[0];
+  auto model = calibrated_model("resnet20", format_cases()[0], {"conv1", "fc"}, 11, /*fold_bn=*/true);
   LayerFactory native;
-  QuantLayerOptions o;
-  o.weight = c.weight;
-  o.activation = c.activation;
-  o.exclude = {"conv1", "fc"};
-  QuantLayerFactory factory(native, o);
-  auto model = make_model("resnet20", factory, 11);
-  model->eval();
-  save_safetensors(path("fp32.safetensors"), model->state_dict());
-  EXPECT_EQ(fold_batch_norms(*model), 21);
-  NoGradGuard no_grad;
-  set_activation_mode(*model, ActivationMode::kCalibrating);
-  model->forward(testing::uniform({8, 1, 28, 28}, 100, -1.0f, 2.0f));
-  freeze_activations(*model);
-  freeze_weights(*model);
+  save_safetensors(path("fp32.safetensors"), make_model("resnet20", native, 11)->state_dict());
   std::map<std::string, std::string> metadata;
   save_safetensors(path("packed.safetensors"), packed_state_dict(*model, &metadata), metadata);
   const double ratio = double(std::filesystem::file_size(path("packed.safetensors"))) /

@@ -54,6 +54,25 @@ class TrainerTest : public ::testing::Test {
     return load_config_text(kTinyRun, "tiny.yaml", overrides);
   }
 
+  // Trains the fp32 ResNet-20 (BatchNorm everywhere) for two epochs, then runs PTQ of its last
+  // checkpoint with QFP8 e4m3 and 3 calibration batches plus `ptq_options`.
+  RunOutcome resnet_ptq(const std::vector<std::string>& ptq_options) {
+    RunOutcome fp32 = run_training(config(kResnet));
+    EXPECT_EQ(fp32.exit_code(), 0);
+    fp32_test_acc_ = fp32.test_acc;
+    fp32_init_ = (std::filesystem::path(fp32.run_dir) / "ckpt_last.safetensors").string();
+    std::vector<std::string> ptq = kResnet;
+    for (const char* o : {"run.mode=ptq", "quant.format=qfp8", "quant.layout=e4m3", "calibrate.batches=3"})
+      ptq.push_back(o);
+    ptq.insert(ptq.end(), ptq_options.begin(), ptq_options.end());
+    ptq.push_back("checkpoint.init_from=" + fp32_init_);
+    return run_training(config(ptq));
+  }
+
+  const std::vector<std::string> kResnet = {"model.arch=resnet20", "optim.epochs=2", "optim.ema_decay=0"};
+  double fp32_test_acc_ = 0;  // of resnet_ptq's fp32 run
+  std::string fp32_init_;     // its last checkpoint
+
   std::string root_;
 };
 
@@ -244,16 +263,9 @@ TEST_F(TrainerTest, PtqQuantizesCalibratesBatchNormExportsPackedAndThePackedFile
   // An fp32 ResNet-20 (BatchNorm everywhere) trained for two epochs, then PTQ with BN
   // re-estimation: the report has the three accuracies, the packed checkpoint loads into an
   // eval run that reproduces the quantized model's test accuracy and loss exactly.
-  const std::vector<std::string> resnet = {"model.arch=resnet20", "optim.epochs=2", "optim.ema_decay=0"};
-  RunOutcome fp32 = run_training(config(resnet));
-  ASSERT_EQ(fp32.exit_code(), 0);
-  const std::string init = (std::filesystem::path(fp32.run_dir) / "ckpt_last.safetensors").string();
-  std::vector<std::string> ptq = resnet;
-  for (const char* o : {"run.mode=ptq", "run.name=ptq", "quant.format=qfp8", "quant.layout=e4m3",
-                        "calibrate.batches=3", "calibrate.bn=true"})
-    ptq.push_back(o);
-  ptq.push_back("checkpoint.init_from=" + init);
-  RunOutcome out = run_training(config(ptq));
+  RunOutcome out = resnet_ptq({"run.name=ptq", "calibrate.bn=true"});
+  const std::vector<std::string>& resnet = kResnet;
+  const std::string& init = fp32_init_;
   ASSERT_EQ(out.exit_code(), 0);
   const std::filesystem::path dir = out.run_dir;
   nlohmann::json summary = read_json((dir / "summary.json").string());
@@ -261,7 +273,7 @@ TEST_F(TrainerTest, PtqQuantizesCalibratesBatchNormExportsPackedAndThePackedFile
     EXPECT_TRUE(summary["ptq"].contains(stage)) << stage << "\n" << summary.dump(1);
   EXPECT_EQ(summary["ptq"]["calibration_batches"], 3);
   EXPECT_EQ(summary["ptq"]["bn_batches"], 3);
-  EXPECT_DOUBLE_EQ(summary["ptq"]["fp32"]["test_acc"].get<double>(), fp32.test_acc);
+  EXPECT_DOUBLE_EQ(summary["ptq"]["fp32"]["test_acc"].get<double>(), fp32_test_acc_);
   EXPECT_DOUBLE_EQ(summary["test_acc"].get<double>(), summary["ptq"]["quantized_bn_calibrated"]["test_acc"].get<double>());
   // Per-layer SQNR with each quantized evaluation: every quantized layer, finite weight and
   // input figures in a plausible range for e4m3 (weights ~31 dB on Gaussians).
@@ -314,22 +326,14 @@ TEST_F(TrainerTest, PtqWithFoldedBatchNormExportsConvBiasesAndThePackedFileEvalu
   // ResNet-20 is folded into its conv before the weights are quantized, the packed file holds
   // conv biases and no BN tensor, and an eval run with the same quant section reproduces the
   // quantized model's test accuracy and loss exactly.
-  const std::vector<std::string> resnet = {"model.arch=resnet20", "optim.epochs=2", "optim.ema_decay=0"};
-  RunOutcome fp32 = run_training(config(resnet));
-  ASSERT_EQ(fp32.exit_code(), 0);
-  const std::string init = (std::filesystem::path(fp32.run_dir) / "ckpt_last.safetensors").string();
-  std::vector<std::string> ptq = resnet;
-  for (const char* o : {"run.mode=ptq", "run.name=ptq_fold", "quant.format=qfp8", "quant.layout=e4m3",
-                        "calibrate.batches=3", "quant.fold_bn=true"})
-    ptq.push_back(o);
-  ptq.push_back("checkpoint.init_from=" + init);
-  RunOutcome out = run_training(config(ptq));
+  RunOutcome out = resnet_ptq({"run.name=ptq_fold", "quant.fold_bn=true"});
+  const std::vector<std::string>& resnet = kResnet;
   ASSERT_EQ(out.exit_code(), 0);
   const std::filesystem::path dir = out.run_dir;
   nlohmann::json summary = read_json((dir / "summary.json").string());
   EXPECT_EQ(summary["ptq"]["fold_bn"], 21) << summary["ptq"].dump(1);  // stem, 9 x 2, 2 downsamples
   EXPECT_FALSE(summary["ptq"].contains("quantized_bn_calibrated"));
-  EXPECT_DOUBLE_EQ(summary["ptq"]["fp32"]["test_acc"].get<double>(), fp32.test_acc);
+  EXPECT_DOUBLE_EQ(summary["ptq"]["fp32"]["test_acc"].get<double>(), fp32_test_acc_);
   EXPECT_DOUBLE_EQ(summary["test_acc"].get<double>(), summary["ptq"]["quantized"]["test_acc"].get<double>());
   const std::string conv = summary["layers"]["layer1.0.conv1"], bn = summary["layers"]["layer1.0.bn1"];
   EXPECT_NE(conv.find("QuantConv2d"), std::string::npos) << conv;
