@@ -424,6 +424,8 @@ std::shared_ptr<const InterpTable> InterpTable::build(const InterpSpec& spec_in)
   }
   t.view_ = v;
   set_outside(fn, spec.outside, false, t.kb_, t.view_);
+  t.k_.resize(t.kb_.size() / 2);
+  for (size_t i = 0; i < t.k_.size(); ++i) t.k_[i] = t.kb_[2 * i];
   if (grad_table) {
     t.dview_ = v;
     set_outside(fn, spec.outside, true, t.dkb_, t.dview_);
@@ -464,6 +466,7 @@ InterpTableView InterpTable::view() const {
   QILIN_CHECK(has_table(), "interp: ", describe(), " has no table");
   InterpTableView v = view_;
   v.kb = kb_.data();
+  v.k = k_.empty() ? nullptr : k_.data();
   v.breaks = breaks_.empty() ? nullptr : breaks_.data();
   v.segments = segments_.empty() ? nullptr : segments_.data();
   return v;
@@ -481,7 +484,8 @@ InterpTableView InterpTable::derivative_view() const {
 
 int64_t InterpTable::pieces() const { return has_table() ? spec_.pieces : 0; }
 
-// Forward and derivative tables together: (k, b) pairs, breakpoints, segment records.
+// Forward and derivative tables together: (k, b) pairs, breakpoints, segment records (not
+// k_, a copy of the slopes laid out for the CPU backward).
 int64_t InterpTable::table_bytes() const {
   const size_t floats = kb_.size() + breaks_.size() + dkb_.size() + dbreaks_.size();
   return static_cast<int64_t>(floats * sizeof(float) +

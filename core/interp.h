@@ -97,6 +97,7 @@ class InterpTable {
  private:
   InterpSpec spec_;
   std::vector<float> kb_, breaks_, dkb_, dbreaks_;
+  std::vector<float> k_;  // kb_'s slopes alone, for the CPU backward (InterpTableView::k)
   std::vector<InterpSegment> segments_, dsegments_;
   InterpTableView view_{}, dview_{};
 };

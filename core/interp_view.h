@@ -58,6 +58,10 @@ struct InterpSoftmaxRowStats {
 struct InterpTableView {
   InterpKind kind = InterpKind::kUniform;
   const float* kb = nullptr;  // 2 * pieces floats: k_0, b_0, k_1, b_1, ...
+  // Optional: the slopes alone, k_0 .. k_{pieces-1} (= kb[2 i]), contiguous. The CPU slope
+  // backward gathers from it when set: half the cache lines of kb's stride-8 slopes, so the
+  // hot middle of a 16 Ki-piece table stays in L1 (bench_interp).
+  const float* k = nullptr;
   int32_t pieces = 0;
   float lo = 0.0f, hi = 0.0f;  // the domain [lo, hi]
   // kUniform: lo == a, hi == a + 2^m, pieces == 2^n, 1 <= n <= 16, -24 <= m <= 24.

@@ -93,6 +93,11 @@ using M = hn::Mask<D>;
 #endif
 // Gathered tables: one 64-bit gather of each (k, b) pair (AVX-512), not two 32-bit ones.
 constexpr bool kPairGather = QILIN_INTERP_PAIR_GATHER;
+// The slope backward's gathers from InterpTableView::k (1) or from kb's stride-8 slopes (0).
+#ifndef QILIN_INTERP_SLOPE_ARRAY
+#define QILIN_INTERP_SLOPE_ARRAY 1
+#endif
+constexpr bool kSlopeArray = QILIN_INTERP_SLOPE_ARRAY;
 
 constexpr int kLanes = HWY_LANES(float);
 // Largest uniform table kept in registers: 4 vectors of k and 4 of b on AVX-512 (64
@@ -292,12 +297,14 @@ struct RegisterLookup {
 // the loop latency-bound (measured: 2x slower lookup loops). The empty asm hides the zero
 // and the mask from the compiler, so each gather gets its own freshly zeroed source.
 #if QILIN_INTERP_AVX512
-HWY_INLINE __m512 gather_ps_scale8(__m512i index, const float* base) {
+template <int kScale>
+HWY_INLINE __m512 gather_ps(__m512i index, const float* base) {
   __m512 src = _mm512_setzero_ps();
   __mmask16 all = 0xFFFF;
   asm("" : "+v"(src), "+Yk"(all));
-  return _mm512_mask_i32gather_ps(src, all, index, base, 8);
+  return _mm512_mask_i32gather_ps(src, all, index, base, kScale);
 }
+HWY_INLINE __m512 gather_ps_scale8(__m512i index, const float* base) { return gather_ps<8>(index, base); }
 HWY_INLINE __m512d gather_pd(__m256i index, const double* base) {
   __m512d src = _mm512_setzero_pd();
   __mmask8 all = 0xFF;
@@ -305,17 +312,21 @@ HWY_INLINE __m512d gather_pd(__m256i index, const double* base) {
   return _mm512_mask_i32gather_pd(src, all, index, base, 8);
 }
 #elif QILIN_INTERP_AVX2
-HWY_INLINE __m256 gather_ps_scale8(__m256i index, const float* base) {
+template <int kScale>
+HWY_INLINE __m256 gather_ps(__m256i index, const float* base) {
   __m256 src = _mm256_setzero_ps();
   __m256 all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
   asm("" : "+x"(src), "+x"(all));
-  return _mm256_mask_i32gather_ps(src, base, index, all, 8);
+  return _mm256_mask_i32gather_ps(src, base, index, all, kScale);
 }
+HWY_INLINE __m256 gather_ps_scale8(__m256i index, const float* base) { return gather_ps<8>(index, base); }
 #endif
 
-// Any table: the pair gathered from memory, k from kb[2 i] and b from kb[2 i + 1].
+// Any table: the pair gathered from memory, k from kb[2 i] and b from kb[2 i + 1]; the
+// slope alone from the contiguous k[i] where the view has it (else kb[2 i]).
 struct GatherLookup {
   const float* kb = nullptr;
+  const float* k = nullptr;
   HWY_INLINE void pair(VI index, V* k_out, V* b_out) const {
 #if QILIN_INTERP_AVX512
     if constexpr (kPairGather) {
@@ -342,11 +353,11 @@ struct GatherLookup {
 #endif
   }
   HWY_INLINE V k_only(VI index) const {
-#if QILIN_INTERP_AVX512
-    return V{gather_ps_scale8(index.raw, kb)};
-#elif QILIN_INTERP_AVX2
+#if QILIN_INTERP_AVX512 || QILIN_INTERP_AVX2
+    if (k != nullptr) return V{gather_ps<4>(index.raw, k)};
     return V{gather_ps_scale8(index.raw, kb)};
 #else
+    if (k != nullptr) return hn::GatherIndex(D(), k, index);
     return hn::GatherIndex(D(), kb, hn::Add(index, index));
 #endif
   }
@@ -450,16 +461,16 @@ void visit_table(const InterpTableView& t, Fn&& fn) {
       if constexpr (kMaxRegisterVectors >= 8) {
         if (t.pieces <= 8 * kLanes) return fn(make_table(t, index, RegisterLookup<8>(t), 2));
       }
-      return fn(make_table(t, index, GatherLookup{t.kb}, 2));
+      return fn(make_table(t, index, GatherLookup{t.kb, kSlopeArray ? t.k : nullptr}, 2));
     }
     case InterpKind::kBinarySearch: {
       const SearchIndex index{t.breaks, t.pieces - 1};
-      return fn(make_table(t, index, GatherLookup{t.kb}, 2 + ceil_log2(t.pieces)));
+      return fn(make_table(t, index, GatherLookup{t.kb, kSlopeArray ? t.k : nullptr}, 2 + ceil_log2(t.pieces)));
     }
     case InterpKind::kNonuniform: {
       const interp_detail::SegmentArrays s = segment_arrays(t);
       const SegmentIndex index{SearchIndex{s.starts.data(), t.num_segments - 1}, &s};
-      return fn(make_table(t, index, GatherLookup{t.kb}, 6 + ceil_log2(t.num_segments)));
+      return fn(make_table(t, index, GatherLookup{t.kb, kSlopeArray ? t.k : nullptr}, 6 + ceil_log2(t.num_segments)));
     }
   }
 }

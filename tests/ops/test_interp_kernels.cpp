@@ -209,14 +209,24 @@ void expect_kernels_match(const InterpTableView& t, const std::vector<float>& x,
   };
   kc::interp_forward(t, x.data(), y.data(), n);
   for (int64_t i = 0; i < n; ++i) check("forward", i, y[i], interp_eval(t, x[i]));
+  // The slope backward both ways: gathering k from kb's pairs, and from the contiguous slope
+  // array that InterpTable::view() adds (InterpTableView::k).
+  std::vector<float> slopes(static_cast<size_t>(t.pieces));
+  for (int32_t i = 0; i < t.pieces; ++i) slopes[i] = t.kb[2 * i];
+  InterpTableView with_slopes = t;
+  with_slopes.k = slopes.data();
   for (bool acc : {false, true}) {
-    const char* name = acc ? "backward slope +=" : "backward slope";
-    dx = old;
-    kc::interp_backward_slope(t, x.data(), dy.data(), dx.data(), n, acc);
-    for (int64_t i = 0; i < n; ++i) {
-      const float s = interp_slope(t, x[i]);
-      check(name, i, dx[i], acc ? std::fma(dy[i], s, old[i]) : dy[i] * s);
+    for (const InterpTableView* v : {&t, static_cast<const InterpTableView*>(&with_slopes)}) {
+      const char* name = v->k == nullptr ? (acc ? "backward slope +=" : "backward slope")
+                                         : (acc ? "backward slope (slope array) +=" : "backward slope (slope array)");
+      dx = old;
+      kc::interp_backward_slope(*v, x.data(), dy.data(), dx.data(), n, acc);
+      for (int64_t i = 0; i < n; ++i) {
+        const float s = interp_slope(t, x[i]);
+        check(name, i, dx[i], acc ? std::fma(dy[i], s, old[i]) : dy[i] * s);
+      }
     }
+    const char* name;
     name = acc ? "backward table +=" : "backward table";
     dx = old;
     kc::interp_backward_table(t, x.data(), dy.data(), dx.data(), n, acc);
