@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/interp.h"
 #include "hwy/targets.h"
 #include "kernels/cpu/parallel.h"
@@ -51,6 +52,7 @@ using qilin::InterpTableView;
 // 0x80000000, which the unsigned min maps to the last piece).
 struct BoundArgs {
   const float* kb;
+  const float* k;  // the slopes alone (InterpTableView::k): what the backward loops gather
   float scale, offset;  // 2^(n-m), -a 2^(n-m)
   int32_t last;
   float a;
@@ -86,6 +88,12 @@ inline __m512 gather_ps8(__m512i index, const float* base) {
   __mmask16 all = 0xFFFF;
   asm("" : "+v"(src), "+Yk"(all));
   return _mm512_mask_i32gather_ps(src, all, index, base, 8);
+}
+inline __m512 gather_ps4(__m512i index, const float* base) {
+  __m512 src = _mm512_setzero_ps();
+  __mmask16 all = 0xFFFF;
+  asm("" : "+v"(src), "+Yk"(all));
+  return _mm512_mask_i32gather_ps(src, all, index, base, 4);
 }
 inline __m512d gather_pd8(__m256i index, const double* base) {
   __m512d src = _mm512_setzero_pd();
@@ -188,12 +196,12 @@ void bound_bwd_gather(
     int64_t i = begin;
     for (; i + 16 <= end; i += 16) {
       const __m512 v = _mm512_loadu_ps(xs + i);
-      const __m512 k = gather_ps8(index512(v, q), q.kb);
+      const __m512 k = gather_ps4(index512(v, q), q.k);
       _mm512_storeu_ps(dxs + i, _mm512_mul_ps(_mm512_loadu_ps(dys + i), k));
     }
     for (; i < end; ++i) {
       const int32_t j = std::min<int32_t>(q.last, static_cast<int32_t>(std::max(0.0f, std::fma(xs[i], q.scale, q.offset))));
-      dxs[i] = dys[i] * q.kb[2 * j];
+      dxs[i] = dys[i] * q.k[j];
     }
   });
 }
@@ -238,7 +246,7 @@ __attribute__((optimize("no-tree-vectorize"))) void bound_bwd_scalar(const Bound
       const float t = std::max(0.0f, std::fma(xs[i], q.scale, q.offset));
       const uint32_t j = std::min(static_cast<uint32_t>(static_cast<int32_t>(t)),
                                   static_cast<uint32_t>(q.last));
-      dxs[i] = dys[i] * q.kb[2 * j];
+      dxs[i] = dys[i] * q.k[j];
     }
   });
 }
@@ -255,7 +263,8 @@ int usage(const std::string& msg) {
 std::vector<qilin::InterpBenchCall> bound_calls(const InterpTableView& t,
                                                 const qilin::InterpBenchBuffers& b) {
   const float scale = std::ldexp(1.0f, t.n - t.m);
-  const BoundArgs p{t.kb, scale, -t.lo * scale, t.pieces - 1, t.lo, t.m + 150 - t.n};
+  QILIN_CHECK(t.k != nullptr, "bench_interp: the table view has no slope array");
+  const BoundArgs p{t.kb, t.k, scale, -t.lo * scale, t.pieces - 1, t.lo, t.m + 150 - t.n};
   std::vector<qilin::InterpBenchCall> calls;
   calls.push_back({"bound:scalar", 0, [=] { bound_scalar(p, b.x, b.y, b.n); },
                    [=] { bound_bwd_scalar(p, b.x, b.dy, b.dx, b.n); }});
