@@ -219,13 +219,23 @@ Table interp_bench_table(const InterpBenchOptions& options,
       f();
       return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     };
-    // Each timed call follows an untimed call of itself: the previous candidate's output
-    // (20 MB of dirty cache lines at the default n) is written back during that one, not
-    // charged to the timed call. (Timed right after another op's output, every 3-array
-    // backward here ran ~1.7x slower, and no longer compared with PyTorch's figures, which
-    // bench/torch_interp.py takes from consecutive calls of one op.)
+    // Each timed call follows untimed calls of itself for at least kSettleMs: the previous
+    // candidate's output (20 MB of dirty cache lines at the default n) is written back during
+    // those, and the machine settles from what ran before. A memory-bound call right after a
+    // long compute-bound one (binary search: 33 ms of gathers) ran 1.5-2x slower even after
+    // one untimed call of itself, and recovered only after ~10-20 ms of memory traffic
+    // (measured on this project's VM, 2026-11-27: tanh 4096 forward 22 vs 36 GB/s; an
+    // uncore / power-state ramp would fit, the VM does not show which). This is what held
+    // every three-array backward at 20-30 GB/s in the round-robin table.
+    constexpr double kSettleMs = 20.0;
+    const auto settle = [&](const std::function<void()>& f) {
+      const auto t0 = std::chrono::steady_clock::now();
+      do {
+        f();
+      } while (std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() < kSettleMs);
+    };
     const auto timed = [&](const std::function<void()>& f) {
-      f();
+      settle(f);
       return time_ms(f);
     };
     if (options.consecutive) {
@@ -233,8 +243,7 @@ Table interp_bench_table(const InterpBenchOptions& options,
         for (int dir = 0; dir < 2; ++dir) {
           const std::function<void()>& f = dir == 0 ? calls[c].forward : calls[c].backward;
           if (!f) continue;
-          f();
-          f();
+          settle(f);
           for (int r = 0; r < options.reps; ++r) times[c][dir].push_back(time_ms(f));
         }
       }

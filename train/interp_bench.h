@@ -7,15 +7,15 @@
 // normals that fall almost entirely inside the default domains), dy uniform in [-1, 1].
 // Every candidate (copy, native, each table method and piece count, and any extra rows) is
 // warmed up twice, then the candidates of one function are timed round-robin, one call each
-// per round, each right after an untimed call of itself (so that no call pays for writing
-// back the previous candidate's output), for `reps` rounds: drift and interference hit every
+// per round, each right after at least 20 ms of untimed calls of itself (so that no call pays
+// for writing back the previous candidate's output, or for the machine's slow return to full
+// memory speed after a compute-bound candidate), for `reps` rounds: drift and interference hit every
 // candidate alike. A row's time is its median; a ratio to copy (or to native, or to the bound) is the median over
 // rounds of the per-round ratio, so it compares calls made a few milliseconds apart.
-// Timing `consecutive` instead times each candidate in its own block, two warm-up calls then
-// `reps` calls in a row, as bench/torch_interp.py times PyTorch's kernels; ratios are then
-// ratios of medians. On this project's 2-core VM the round-robin order slows the three-array
-// backward loops (the x * dy copy ran at 20-30 GB/s round-robin, 40-47 GB/s in blocks, in
-// the same build): compare with PyTorch's figures in consecutive mode.
+// Timing `consecutive` instead times each candidate in its own block, 20 ms of warm-up calls
+// then `reps` calls in a row, as bench/torch_interp.py times PyTorch's kernels (two warm-up
+// calls there; each of its kernels runs right after the previous one's block, so there is no
+// compute-bound gap to recover from); ratios are then ratios of medians.
 // Bytes per element: forward 8 (x in, y out), backward 12 (x and dy in, dx out). Copy is
 // y = x forward and dx = x * dy backward, with the same threading as the kernels.
 #pragma once
