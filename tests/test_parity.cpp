@@ -174,9 +174,10 @@ TEST(Int8Parity, FakeQuantizeEqualsPyTorchBitForBit) {
       std::filesystem::temp_directory_path() / ("qilin_parity_int8_" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   const char* src = std::getenv("QILIN_SOURCE_DIR");
-  const std::string cmd = "/usr/bin/python3 " + std::string(src ? src : ".") + "/tests/parity/torch_reference.py " +
-                          dir.string() + " int8 > " + (dir / "python.log").string() + " 2>&1";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << "tests/parity/torch_reference.py int8 failed; see " << dir / "python.log";
+  const std::string script = std::string(src ? src : ".") + "/tests/parity/torch_reference.py";
+  const std::string cmd =
+      "/usr/bin/python3 " + script + " " + dir.string() + " int8 > " + (dir / "python.log").string() + " 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << script << " int8 failed; see " << dir / "python.log";
   SafetensorsContents ref = load_safetensors((dir / "int8.safetensors").string());
   std::filesystem::remove_all(dir);
   const Tensor x = ref.find("x");

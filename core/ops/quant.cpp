@@ -71,7 +71,9 @@ Tensor fake_quantize(const Tensor& x, const QuantParams& params, int64_t channel
       x_amax.has_value() && finite(*x_amax) &&
       std::all_of(channels.begin(), channels.end(),
                   [&](const QuantChannel& c) { return quant_clip_max(c) >= *x_amax; });
-  if (none_clipped) return record_op(y, "fake_quantize", {x}, [](const Tensor& gy, GradSlots& g) { g.add(0, gy); });
+  if (none_clipped) {
+    return record_op(y, "fake_quantize", {x}, [](const Tensor& gy, GradSlots& g) { g.add(0, gy); });
+  }
   return record_op(y, "fake_quantize", {x},
                    [x_saved = x.detach(), channels = std::move(channels), geom](const Tensor& gy,
                                                                                  GradSlots& g) {

@@ -446,6 +446,7 @@ int32_t ceil_log2(int64_t v) {
 // Calls fn(table) with the fastest evaluator of t's kind and size.
 template <class Fn>
 void visit_table(const InterpTableView& t, Fn&& fn) {
+  const float* slopes = kSlopeArray ? t.k : nullptr;  // GatherLookup's k_only
   switch (t.kind) {
     case InterpKind::kUniform: {
       const UniformIndex index(t);
@@ -461,16 +462,16 @@ void visit_table(const InterpTableView& t, Fn&& fn) {
       if constexpr (kMaxRegisterVectors >= 8) {
         if (t.pieces <= 8 * kLanes) return fn(make_table(t, index, RegisterLookup<8>(t), 2));
       }
-      return fn(make_table(t, index, GatherLookup{t.kb, kSlopeArray ? t.k : nullptr}, 2));
+      return fn(make_table(t, index, GatherLookup{t.kb, slopes}, 2));
     }
     case InterpKind::kBinarySearch: {
       const SearchIndex index{t.breaks, t.pieces - 1};
-      return fn(make_table(t, index, GatherLookup{t.kb, kSlopeArray ? t.k : nullptr}, 2 + ceil_log2(t.pieces)));
+      return fn(make_table(t, index, GatherLookup{t.kb, slopes}, 2 + ceil_log2(t.pieces)));
     }
     case InterpKind::kNonuniform: {
       const interp_detail::SegmentArrays s = segment_arrays(t);
       const SegmentIndex index{SearchIndex{s.starts.data(), t.num_segments - 1}, &s};
-      return fn(make_table(t, index, GatherLookup{t.kb, kSlopeArray ? t.k : nullptr}, 6 + ceil_log2(t.num_segments)));
+      return fn(make_table(t, index, GatherLookup{t.kb, slopes}, 6 + ceil_log2(t.num_segments)));
     }
   }
 }

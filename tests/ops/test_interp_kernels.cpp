@@ -217,17 +217,16 @@ void expect_kernels_match(const InterpTableView& t, const std::vector<float>& x,
   with_slopes.k = slopes.data();
   for (bool acc : {false, true}) {
     for (const InterpTableView* v : {&t, static_cast<const InterpTableView*>(&with_slopes)}) {
-      const char* name = v->k == nullptr ? (acc ? "backward slope +=" : "backward slope")
-                                         : (acc ? "backward slope (slope array) +=" : "backward slope (slope array)");
+      const std::string name = std::string(v->k == nullptr ? "backward slope" : "backward slope (slope array)") +
+                               (acc ? " +=" : "");
       dx = old;
       kc::interp_backward_slope(*v, x.data(), dy.data(), dx.data(), n, acc);
       for (int64_t i = 0; i < n; ++i) {
         const float s = interp_slope(t, x[i]);
-        check(name, i, dx[i], acc ? std::fma(dy[i], s, old[i]) : dy[i] * s);
+        check(name.c_str(), i, dx[i], acc ? std::fma(dy[i], s, old[i]) : dy[i] * s);
       }
     }
-    const char* name;
-    name = acc ? "backward table +=" : "backward table";
+    const char* name = acc ? "backward table +=" : "backward table";
     dx = old;
     kc::interp_backward_table(t, x.data(), dy.data(), dx.data(), n, acc);
     for (int64_t i = 0; i < n; ++i) {
