@@ -69,6 +69,18 @@ class TrainerTest : public ::testing::Test {
     return run_training(config(ptq));
   }
 
+  // The overrides of run.mode eval of a packed checkpoint under resnet_ptq's quant section plus
+  // `extra` (checkpoint.init_from last).
+  std::vector<std::string> packed_eval(const std::string& packed, const std::string& name,
+                                       const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> eval = kResnet;
+    for (const char* o : {"run.mode=eval", "quant.format=qfp8", "quant.layout=e4m3"}) eval.push_back(o);
+    eval.push_back("run.name=" + name);
+    eval.insert(eval.end(), extra.begin(), extra.end());
+    eval.push_back("checkpoint.init_from=" + packed);
+    return eval;
+  }
+
   const std::vector<std::string> kResnet = {"model.arch=resnet20", "optim.epochs=2", "optim.ema_decay=0"};
   double fp32_test_acc_ = 0;  // of resnet_ptq's fp32 run
   std::string fp32_init_;     // its last checkpoint
@@ -304,10 +316,7 @@ TEST_F(TrainerTest, PtqQuantizesCalibratesBatchNormExportsPackedAndThePackedFile
   EXPECT_TRUE(contents.find("layer1.0.conv1.weight.qcodes").defined());
   EXPECT_EQ(contents.find("layer1.0.conv1.weight.qcodes").dtype(), DType::kUInt8);
 
-  std::vector<std::string> eval = resnet;
-  for (const char* o : {"run.mode=eval", "run.name=eval_packed", "quant.format=qfp8", "quant.layout=e4m3"})
-    eval.push_back(o);
-  eval.push_back("checkpoint.init_from=" + packed.string());
+  std::vector<std::string> eval = packed_eval(packed.string(), "eval_packed");
   RunOutcome again = run_training(config(eval));
   ASSERT_EQ(again.exit_code(), 0);
   EXPECT_EQ(again.test_acc, out.test_acc);
@@ -327,7 +336,6 @@ TEST_F(TrainerTest, PtqWithFoldedBatchNormExportsConvBiasesAndThePackedFileEvalu
   // conv biases and no BN tensor, and an eval run with the same quant section reproduces the
   // quantized model's test accuracy and loss exactly.
   RunOutcome out = resnet_ptq({"run.name=ptq_fold", "quant.fold_bn=true"});
-  const std::vector<std::string>& resnet = kResnet;
   ASSERT_EQ(out.exit_code(), 0);
   const std::filesystem::path dir = out.run_dir;
   nlohmann::json summary = read_json((dir / "summary.json").string());
@@ -352,11 +360,7 @@ TEST_F(TrainerTest, PtqWithFoldedBatchNormExportsConvBiasesAndThePackedFileEvalu
     EXPECT_EQ(name.find("downsample.1"), std::string::npos) << name;
   }
 
-  std::vector<std::string> eval = resnet;
-  for (const char* o : {"run.mode=eval", "run.name=eval_fold", "quant.format=qfp8", "quant.layout=e4m3",
-                        "quant.fold_bn=true"})
-    eval.push_back(o);
-  eval.push_back("checkpoint.init_from=" + packed.string());
+  std::vector<std::string> eval = packed_eval(packed.string(), "eval_fold", {"quant.fold_bn=true"});
   RunOutcome again = run_training(config(eval));
   ASSERT_EQ(again.exit_code(), 0);
   EXPECT_EQ(again.test_acc, out.test_acc);
