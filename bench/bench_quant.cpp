@@ -3,8 +3,10 @@
 // dx = dy * [|x| <= max] against dx = x * dy, both over parallel_for with the same chunks
 // and threads, per tensor and per channel, on a 256x1024 weight and a 5,000,000-float
 // activation, for qfp8 e3m4 / e4m3, int8 and fp8_e4m3; the packed quantize (encode, 4 bytes
-// in, 1 out) and dequantize (decode, 1 in, 4 out) against the copy; plus the per-call cost of choosing a
-// dynamic activation's parameters (amax + β) with choose_params, next to the scalar
+// in, 1 out) against a narrowing copy that moves the same bytes (each float's top byte), and
+// the dequantize (decode, 1 in, 4 out) against a widening copy (each byte converted to float);
+// those two print their own ratio to memcpy. Plus the per-call cost of choosing a dynamic
+// activation's parameters (amax + β) with choose_params, next to the scalar
 // choose_quant_params it replaces.
 //
 //   bench_quant [--reps 21] [--warmup 2] [--threads 2] [--format text|csv]
@@ -80,6 +82,21 @@ void copy_forward(const float* x, float* y, int64_t n) {
 void multiply_backward(const float* x, const float* dy, float* dx, int64_t n) {
   kc::parallel_for(n, 1, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) dx[i] = x[i] * dy[i];
+  });
+}
+
+// The packed kernels' baselines: the same bytes moved with no arithmetic beyond the narrowing
+// or widening itself (the compiler vectorizes both: shift + vpmovdb; vpmovzxbd + vcvtdq2ps).
+void narrow_rows(const uint32_t* __restrict bits, uint8_t* __restrict codes, int64_t b, int64_t e) {
+  for (int64_t i = b; i < e; ++i) codes[i] = static_cast<uint8_t>(bits[i] >> 24);
+}
+void narrow_copy(const float* x, uint8_t* codes, int64_t n) {
+  const auto* bits = reinterpret_cast<const uint32_t*>(x);  // the bench's own arrays
+  kc::parallel_for(n, 1, [&](int64_t b, int64_t e) { narrow_rows(bits, codes, b, e); });
+}
+void widen_copy(const uint8_t* codes, float* y, int64_t n) {
+  kc::parallel_for(n, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] = static_cast<float>(codes[i]);
   });
 }
 
@@ -191,13 +208,17 @@ int main(int argc, char** argv) {
       }
       print_row(opt, c.name, gran, fname, "forward", fwd[1], 8.0 * n, fwd[0]);
       print_row(opt, c.name, gran, fname, "backward", bwd[1], 12.0 * n, bwd[0]);
-      // Quantize to packed codes (4 bytes in, 1 out) and dequantize (1 in, 4 out), each
-      // against the copy's GB/s.
+      // Quantize to packed codes (4 bytes in, 1 out) against the narrowing copy, dequantize
+      // (1 in, 4 out) against the widening copy; those two against memcpy.
       const std::vector<double> pack = median_seconds(
-          opt, {copy_fwd, [&] { kc::quant_encode_packed(entries.data(), np, xp, codes.data(), c.channels, c.inner); },
+          opt, {copy_fwd, [&] { narrow_copy(xp, codes.data(), n); },
+                [&] { kc::quant_encode_packed(entries.data(), np, xp, codes.data(), c.channels, c.inner); },
+                [&] { widen_copy(codes.data(), y.data(), n); },
                 [&] { kc::quant_decode_packed(entries.data(), np, codes.data(), y.data(), c.channels, c.inner); }});
-      print_row(opt, c.name, gran, fname, "encode", pack[1], 5.0 * n, pack[0], 8.0 * n);
-      print_row(opt, c.name, gran, fname, "decode", pack[2], 5.0 * n, pack[0], 8.0 * n);
+      print_row(opt, c.name, gran, fname, "narrow", pack[1], 5.0 * n, pack[0], 8.0 * n);
+      print_row(opt, c.name, gran, fname, "encode", pack[2], 5.0 * n, pack[1]);
+      print_row(opt, c.name, gran, fname, "widen", pack[3], 5.0 * n, pack[0], 8.0 * n);
+      print_row(opt, c.name, gran, fname, "decode", pack[4], 5.0 * n, pack[3]);
     }
     // Dynamic activation parameters: amax + β per call (vector kernel), against the scalar
     // scan of choose_quant_params. GB/s counts reading x once; copy GB/s is the copy's.

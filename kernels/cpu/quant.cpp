@@ -209,6 +209,7 @@ using VI = hn::Vec<DI>;
 struct VGrid {
   VF pre, post, max_scaled;
   VI emin_bits, step_shift;
+  VI code_shift;  // 23 - M, per lane: vpsravd / vpsllvd are one uop, a shift by xmm count two
   int mantissa_bits;
   int max_code;
   explicit VGrid(const Grid& g)
@@ -217,6 +218,7 @@ struct VGrid {
         max_scaled(hn::Set(DF(), g.max_scaled)),
         emin_bits(hn::Set(DI(), g.emin_bits)),
         step_shift(hn::Set(DI(), g.step_shift)),
+        code_shift(hn::Set(DI(), quant_detail::kFloatMantissaBits - g.mantissa_bits)),
         mantissa_bits(g.mantissa_bits),
         max_code(g.max_code) {}
 };
@@ -410,7 +412,11 @@ void amax_per_channel_target(const float* x, int64_t channels, int64_t inner, fl
 
 // ---- packed codes ----
 
-template <QuantFormat F>
+// The code of each lane, in 0..255 (int8: its two's-complement byte). The magnitude needs no
+// clamp to max_code: a is clamped to max (a grid point) before rounding, and rounding is
+// monotonic. hn::Min(a, max) (not (max, a)) turns NaN into max: QFP8 encodes NaN as its sign
+// and 0x7F, which is max's code; the FP8 formats overwrite it with their NaN code.
+template <QuantFormat F, bool kScaled>
 HWY_INLINE VI encode_vec(VF x, const VGrid& g) {
   const DF d;
   const DI di;
@@ -420,21 +426,22 @@ HWY_INLINE VI encode_vec(VF x, const VGrid& g) {
     const VI code = hn::IfThenZeroElse(hn::RebindMask(di, hn::IsNaN(x)), hn::NearestInt(v));
     return hn::And(code, hn::Set(di, 0xFF));  // two's complement byte
   } else {
-    const VF a = F == QuantFormat::kQfp8 ? hn::Mul(hn::Abs(x), g.pre) : hn::Abs(hn::Mul(x, g.pre));
-    VF sum;
-    VI c_bits;
-    round_sum(a, g, &sum, &c_bits);  // pre is 1 when unscaled: one multiply, not worth a branch
-    // ((e - e_min) << M) + q: C's exponent distance from C_min, shifted into the code's
+    VF a = hn::Abs(x);
+    if (F != QuantFormat::kQfp8 || kScaled) a = hn::Mul(a, g.pre);  // pre > 0
+    const VF t = hn::Min(a, g.max_scaled);
+    const VI e_bits =
+        hn::Max(hn::And(hn::BitCast(di, t), hn::Set(di, quant_detail::kExponentMask)), g.emin_bits);
+    const VI c_bits = hn::Add(e_bits, g.step_shift);
+    const VF sum = hn::Add(t, hn::BitCast(d, c_bits));
+    // ((e - e_min) << M) + q: the exponent distance from e_min, shifted into the code's
     // exponent field, plus q = bits(sum) - bits(C).
-    const VI emin_c = hn::Add(g.emin_bits, g.step_shift);
-    const VI exponent_field =
-        hn::ShiftRightSame(hn::Sub(c_bits, emin_c), quant_detail::kFloatMantissaBits - g.mantissa_bits);
+    const VI exponent_field = hn::Shr(hn::Sub(e_bits, g.emin_bits), g.code_shift);
     VI magnitude = hn::Add(exponent_field, hn::Sub(hn::BitCast(di, sum), c_bits));
-    magnitude = hn::Min(magnitude, hn::Set(di, g.max_code));
-    magnitude = hn::IfThenElse(hn::RebindMask(di, hn::IsNaN(x)), hn::Set(di, kFp8NanCode), magnitude);
+    if constexpr (F != QuantFormat::kQfp8)
+      magnitude = hn::IfThenElse(hn::RebindMask(di, hn::IsNaN(x)), hn::Set(di, kFp8NanCode), magnitude);
     const hn::RebindToUnsigned<DF> du;
-    const VI sign = hn::BitCast(di, hn::ShiftRight<24>(hn::BitCast(du, x)));  // 0x80 or 0 (and 0x7F...)
-    return hn::Or(magnitude, hn::And(sign, hn::Set(di, 0x80)));
+    const VI sign = hn::BitCast(di, hn::ShiftRight<24>(hn::BitCast(du, x)));  // 0x80 | exponent bits
+    return hn::OrAnd(magnitude, sign, hn::Set(di, 0x80));
   }
 }
 
@@ -448,9 +455,7 @@ HWY_INLINE VF decode_vec(VI code, const VGrid& g, const quant_detail::DecodeGrid
     return hn::Mul(hn::ConvertTo(d, value), g.post);
   } else {
     const VI magnitude = hn::And(code, hn::Set(di, 0x7F));
-    const VF normal = hn::BitCast(
-        d, hn::Add(hn::ShiftLeftSame(magnitude, quant_detail::kFloatMantissaBits - grid.mantissa_bits),
-                   hn::Set(di, grid.offset)));
+    const VF normal = hn::BitCast(d, hn::Add(hn::Shl(magnitude, g.code_shift), hn::Set(di, grid.offset)));
     const VF subnormal = hn::Mul(hn::ConvertTo(d, magnitude), hn::Set(d, grid.subnormal_step));
     VF y = hn::IfThenElse(hn::RebindMask(d, hn::Lt(magnitude, hn::Set(di, 1 << grid.mantissa_bits))),
                           subnormal, normal);
@@ -468,19 +473,44 @@ HWY_INLINE VF decode_vec(VI code, const VGrid& g, const quant_detail::DecodeGrid
   }
 }
 
+// Codes are 0..255 in int32 lanes. One vector goes to bytes by truncation (two shuffles on
+// AVX-512). On AVX-512, four at a time take one shuffle each: two saturating 32 -> 16 packs
+// and one 16 -> 8 pack (exact for 0..255), which interleave the 128-bit blocks (block b of
+// the result holds block b of each source in turn), then one dword permute into order.
+template <QuantFormat F, bool kScaled>
+HWY_INLINE void encode_run(const float* x, uint8_t* codes, int64_t begin, int64_t end,
+                           const VGrid& g, const QuantChannel& c) {
+  const DF d;
+  const hn::RebindToUnsigned<DF> du;
+  const hn::Rebind<uint8_t, DF> d8;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = begin;
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  for (; i + 4 * lanes <= end; i += 4 * lanes) {
+    const __m512i c0 = encode_vec<F, kScaled>(hn::LoadU(d, x + i), g).raw;
+    const __m512i c1 = encode_vec<F, kScaled>(hn::LoadU(d, x + i + lanes), g).raw;
+    const __m512i c2 = encode_vec<F, kScaled>(hn::LoadU(d, x + i + 2 * lanes), g).raw;
+    const __m512i c3 = encode_vec<F, kScaled>(hn::LoadU(d, x + i + 3 * lanes), g).raw;
+    const __m512i bytes = _mm512_packus_epi16(_mm512_packus_epi32(c0, c1), _mm512_packus_epi32(c2, c3));
+    _mm512_storeu_si512(codes + i, _mm512_permutexvar_epi32(order, bytes));
+  }
+#endif
+  for (; i + lanes <= end; i += lanes) {
+    const VI code = encode_vec<F, kScaled>(hn::LoadU(d, x + i), g);
+    hn::StoreU(hn::TruncateTo(d8, hn::BitCast(du, code)), d8, codes + i);
+  }
+  for (; i < end; ++i) codes[i] = qilin::quant_encode(c, x[i]);  // the tail: the reference
+}
+
 template <QuantFormat F>
 void encode_format(const QuantChannel* params, int64_t n_params, const float* x, uint8_t* codes,
                    int64_t channels, int64_t inner) {
   quant_detail::for_each_run(params, n_params, channels, inner, 2,
                              [&](int64_t begin, int64_t end, const QuantChannel& c) {
-    const DF d;
-    const hn::Rebind<uint8_t, DF> d8;
-    const VGrid g(quant_detail::make_grid(c));
-    const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-    int64_t i = begin;
-    for (; i + lanes <= end; i += lanes)
-      hn::StoreU(hn::DemoteTo(d8, encode_vec<F>(hn::LoadU(d, x + i), g)), d8, codes + i);
-    for (; i < end; ++i) codes[i] = qilin::quant_encode(c, x[i]);  // the tail: the reference
+    const quant_detail::Grid grid = quant_detail::make_grid(c);
+    if (grid.scaled) encode_run<F, true>(x, codes, begin, end, VGrid(grid), c);
+    else encode_run<F, false>(x, codes, begin, end, VGrid(grid), c);
   });
 }
 
