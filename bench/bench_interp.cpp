@@ -5,6 +5,7 @@
 //
 //   bench_interp [--fn exp,sigmoid,...|all] [--segments 16,64,...] [--n 5000000] [--reps 21]
 //                [--threads 2] [--target avx2|avx3] [--timing round-robin|consecutive]
+//                [--backward in-place|out-of-place]
 //                [--format text|csv]
 //
 // Run pinned and quiet: taskset -c 0,1 env OMP_PROC_BIND=true bench_interp --threads 2.
@@ -254,7 +255,8 @@ __attribute__((optimize("no-tree-vectorize"))) void bound_bwd_scalar(const Bound
 int usage(const std::string& msg) {
   std::fprintf(stderr,
                "%s\nusage: bench_interp [--fn F,...|all] [--segments LIST] [--n N] [--reps R] "
-               "[--threads T] [--target avx2|avx3] [--timing round-robin|consecutive] [--format text|csv]\n",
+               "[--threads T] [--target avx2|avx3] [--timing round-robin|consecutive] "
+               "[--backward in-place|out-of-place] [--format text|csv]\n",
                msg.c_str());
   return 2;
 }
@@ -310,6 +312,9 @@ int main(int argc, char** argv) {
       } else if (a == "--timing") {
         if (v != "round-robin" && v != "consecutive") return usage("--timing is round-robin or consecutive");
         o.consecutive = v == "consecutive";
+      } else if (a == "--backward") {
+        if (v != "in-place" && v != "out-of-place") return usage("--backward is in-place or out-of-place");
+        o.in_place = v == "in-place";
       } else if (a == "--format") {
         format = v;
       } else {
@@ -321,8 +326,9 @@ int main(int argc, char** argv) {
     const qilin::Table t = qilin::interp_bench_table(
         o, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
     std::fputs(t.render(qilin::parse_table_format(format)).c_str(), stdout);
-    std::fprintf(stderr, "n = %lld float32, %d threads, medians of %d %s\n", static_cast<long long>(o.n),
-                 threads, o.reps, o.consecutive ? "consecutive calls" : "rounds");
+    std::fprintf(stderr, "n = %lld float32, %d threads, medians of %d %s, backward %s\n",
+                 static_cast<long long>(o.n), threads, o.reps, o.consecutive ? "consecutive calls" : "rounds",
+                 o.in_place ? "in place (dx over dy)" : "out of place");
   } catch (const std::exception& e) {
     return usage(e.what());
   }

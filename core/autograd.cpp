@@ -51,6 +51,17 @@ void GradSlots::add(size_t i, const Tensor& g) {
   accumulate(grads_[i], g);
 }
 
+Tensor grad_buffer(const Tensor& grad_out, const Tensor& like) {
+  // use_count 1: the engine's slot (run_backward hands grad_out to a single backward and
+  // drops its handle afterwards; a seed passed by the caller stays shared).
+  const bool exclusive = grad_out.defined() && grad_out.impl_ptr().use_count() == 1 &&
+                         grad_out.impl()->storage.use_count() == 1 && grad_out.impl()->offset == 0 &&
+                         grad_out.shape() == like.shape() && grad_out.dtype() == like.dtype() &&
+                         grad_out.device() == like.device();
+  if (exclusive) return grad_out;
+  return Tensor::empty(like.shape(), like.dtype(), like.device());
+}
+
 bool any_requires_grad(std::initializer_list<Tensor> inputs) {
   if (!GradMode::enabled()) return false;
   for (const Tensor& t : inputs)

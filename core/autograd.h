@@ -90,6 +90,15 @@ std::vector<Tensor> record_multi_op(std::vector<Tensor> outs, const char* op,
                                     std::initializer_list<Tensor> inputs,
                                     MultiBackwardFn backward);
 
+// Where an elementwise backward writes its input's gradient: into grad_out itself when the
+// engine's handle is the only one on it and its storage (nobody else can see the values:
+// not the caller, not another pending gradient, not a view) and it has `like`'s shape,
+// dtype and device; otherwise into a new tensor. Writing dx over dy saves the allocation
+// and the read that a store to fresh memory costs (the cache line is fetched before it is
+// written): a third of an elementwise backward's memory traffic. The backward's kernel
+// must allow dx == dy (each element read before it is written).
+Tensor grad_buffer(const Tensor& grad_out, const Tensor& like);
+
 // True when grad mode is on and any of `inputs` requires grad (ops may skip saving state).
 bool any_requires_grad(std::initializer_list<Tensor> inputs);
 

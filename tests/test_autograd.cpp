@@ -2,6 +2,7 @@
 
 #include "core/autograd.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/unary.h"
 #include "tests/testing.h"
 
 namespace qilin {
@@ -114,6 +115,44 @@ TEST(Autograd, GradientsOfATensorUsedManyTimesSumCorrectly) {
   Tensor y = h * 1.0f + h * 2.0f + h * 4.0f + h;
   y.backward(Tensor::ones({2}));
   testing::expect_close(x.grad(), std::vector<double>{24.0, 24.0}, 0, 0, "dy/dx");
+}
+
+TEST(Autograd, GradBufferReusesOnlyAnUnsharedGradient) {
+  const Tensor like = Tensor::zeros({4});
+  {
+    Tensor g = Tensor::ones({4});
+    const float* data = g.data<float>();
+    EXPECT_EQ(grad_buffer(std::move(g), like).data<float>(), data) << "the only handle";
+  }
+  Tensor shared = Tensor::ones({4});
+  Tensor other = shared;  // a second handle: someone else may read the values
+  EXPECT_NE(grad_buffer(shared, like).data<float>(), shared.data<float>());
+  Tensor base = Tensor::ones({2, 4});
+  EXPECT_NE(grad_buffer(base.view_rows(0, 1).reshape({4}), like).data<float>(), base.data<float>())
+      << "a view shares its storage";
+  const Tensor other_shape = grad_buffer(Tensor::ones({2, 2}), like);
+  EXPECT_EQ(other_shape.shape(), like.shape()) << "another shape: a new buffer of like's";
+}
+
+TEST(Autograd, InPlaceBackwardsLeaveTheCallersGradOutputAlone) {
+  // tanh's backward receives the seed itself: shared with the caller, so it must not write
+  // dx over it. exp's receives mul's fresh gradient, which it may overwrite.
+  Tensor x = Tensor::from_vector({0.5f, -1.0f, 2.0f}, {3}).set_requires_grad();
+  Tensor seed = Tensor::from_vector({1.0f, 2.0f, 3.0f}, {3});
+  tanh(x).backward(seed);
+  testing::expect_close(seed, std::vector<double>{1.0, 2.0, 3.0}, 0, 0, "seed after tanh");
+  std::vector<double> expected;
+  for (int i = 0; i < 3; ++i) {
+    const double t = std::tanh(static_cast<double>(x.data<float>()[i]));
+    expected.push_back((i + 1) * (1 - t * t));
+  }
+  testing::expect_close(x.grad(), expected, 1e-6, 1e-6, "dtanh");
+  x.zero_grad();
+  (exp(x) * 2.0f).backward(seed);
+  std::vector<double> dexp;
+  for (int i = 0; i < 3; ++i) dexp.push_back(2.0 * (i + 1) * std::exp(static_cast<double>(x.data<float>()[i])));
+  testing::expect_close(x.grad(), dexp, 1e-6, 1e-6, "d(2 exp)");
+  testing::expect_close(seed, std::vector<double>{1.0, 2.0, 3.0}, 0, 0, "seed after exp");
 }
 
 }  // namespace qilin

@@ -62,6 +62,29 @@ TEST(InterpActivation, SlopeGradientsAreTheForwardsDerivativeByFiniteDifferences
   }
 }
 
+// The backward writes dx over the incoming gradient only when nobody else holds it
+// (grad_buffer): the caller's seed keeps its values; mul's fresh gradient is overwritten.
+// Either way dx is dy times the scalar derivative, bit for bit.
+TEST(InterpActivation, BackwardWritesOverOnlyAnUnsharedGradient) {
+  for (InterpGrad grad : {InterpGrad::kSlope, InterpGrad::kTable}) {
+    auto t = table(InterpFn::kTanh, 256, grad);
+    Tensor x = testing::uniform({1000}, 3, -5.0f, 5.0f);
+    x.set_requires_grad(true);
+    const Tensor seed = testing::uniform({1000}, 4, -1.0f, 1.0f);
+    const Tensor seed_copy = seed.clone();
+    interp_activation(x, t).backward(seed);
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      ASSERT_EQ(seed.data<float>()[i], seed_copy.data<float>()[i]) << "seed element " << i;
+      ASSERT_EQ(x.grad().data<float>()[i], seed.data<float>()[i] * t->derivative(x.data<float>()[i])) << i;
+    }
+    x.zero_grad();
+    (interp_activation(x, t) * 2.0f).backward(seed);
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      ASSERT_EQ(x.grad().data<float>()[i], 2.0f * seed.data<float>()[i] * t->derivative(x.data<float>()[i])) << i;
+    }
+  }
+}
+
 TEST(InterpActivation, TableGradientsFollowTheTrueDerivativeWithinTheTablesError) {
   for (InterpFn fn : {InterpFn::kGelu, InterpFn::kSigmoid, InterpFn::kTanh, InterpFn::kSilu}) {
     auto t = table(fn, 1024, InterpGrad::kTable);

@@ -140,11 +140,14 @@ Table interp_bench_table(const InterpBenchOptions& options,
   const int64_t stride = (n + 1023) / 1024 * 1024 + kStagger;
   std::vector<float> storage(4 * stride + 1024);
   float* base = storage.data() + (1024 - reinterpret_cast<uintptr_t>(storage.data()) / 4 % 1024);
-  const InterpBenchBuffers buf{base, base + stride, base + 2 * stride, base + 3 * stride, n};
+  const InterpBenchBuffers pristine{base, base + stride, base + 2 * stride, base + 3 * stride, n};
+  // In place, every backward reads its dy from dx and writes dx over it.
+  InterpBenchBuffers buf = pristine;
+  if (options.in_place) buf.dy = buf.dx;
   float* x = base;
   std::mt19937 gen(1);
   std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
-  for (int64_t i = 0; i < n; ++i) base[stride + i] = unit(gen);
+  for (int64_t i = 0; i < n; ++i) base[stride + i] = unit(gen);  // pristine dy
 
   const bool with_bound = static_cast<bool>(options.extra);
   std::vector<std::string> header{"fn", "method", "pieces", "fwd_ms", "fwd_GBps", "fwd_vs_copy",
@@ -211,7 +214,9 @@ Table interp_bench_table(const InterpBenchOptions& options,
     for (auto& c : calls) {
       for (int w = 0; w < 2; ++w) {
         c.forward();
-        if (c.backward) c.backward();
+        if (!c.backward) continue;
+        if (options.in_place) copy(pristine.dy, nullptr, pristine.dx, n);
+        c.backward();
       }
     }
     const auto time_ms = [](const std::function<void()>& f) {
@@ -234,24 +239,39 @@ Table interp_bench_table(const InterpBenchOptions& options,
         f();
       } while (std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() < kSettleMs);
     };
-    const auto timed = [&](const std::function<void()>& f) {
-      settle(f);
+    // In place, a backward call is preceded by an untimed refresh of its dy (dx = pristine
+    // dy): repeated calls would otherwise multiply the same values down into subnormals.
+    const auto refresh = [&](int dir) {
+      if (dir == 1 && options.in_place) copy(pristine.dy, nullptr, pristine.dx, n);
+    };
+    const auto timed_call = [&](const std::function<void()>& f, int dir) {
+      refresh(dir);
       return time_ms(f);
+    };
+    const auto settle_call = [&](const std::function<void()>& f, int dir) {
+      settle([&] {
+        refresh(dir);
+        f();
+      });
     };
     if (options.consecutive) {
       for (size_t c = 0; c < calls.size(); ++c) {
         for (int dir = 0; dir < 2; ++dir) {
           const std::function<void()>& f = dir == 0 ? calls[c].forward : calls[c].backward;
           if (!f) continue;
-          settle(f);
-          for (int r = 0; r < options.reps; ++r) times[c][dir].push_back(time_ms(f));
+          settle_call(f, dir);
+          for (int r = 0; r < options.reps; ++r) times[c][dir].push_back(timed_call(f, dir));
         }
       }
     } else {
       for (int r = 0; r < options.reps; ++r) {
         for (size_t c = 0; c < calls.size(); ++c) {
-          times[c][0].push_back(timed(calls[c].forward));
-          if (calls[c].backward) times[c][1].push_back(timed(calls[c].backward));
+          for (int dir = 0; dir < 2; ++dir) {
+            const std::function<void()>& f = dir == 0 ? calls[c].forward : calls[c].backward;
+            if (!f) continue;
+            settle_call(f, dir);
+            times[c][dir].push_back(timed_call(f, dir));
+          }
         }
       }
     }

@@ -18,6 +18,11 @@
 // compute-bound gap to recover from); ratios are then ratios of medians.
 // Bytes per element: forward 8 (x in, y out), backward 12 (x and dy in, dx out). Copy is
 // y = x forward and dx = x * dy backward, with the same threading as the kernels.
+// Backward `in_place` (the default) runs every backward as the layers run it in training:
+// dx written over dy (core/autograd.h grad_buffer: the engine hands an activation the only
+// handle on its incoming gradient), dy refreshed from a pristine copy, untimed, before each
+// call; the copy reference is then dy = x * dy. Out of place, dx is a separate array, as
+// PyTorch's autograd allocates it.
 #pragma once
 
 #include <cstdint>
@@ -61,6 +66,7 @@ struct InterpBenchOptions {
   int64_t n = 5000000;
   int reps = 21;
   bool consecutive = false;  // time each candidate in a block of reps calls (see above)
+  bool in_place = true;      // backward writes dx over dy (see above)
   InterpBenchExtra extra;    // bench/bench_interp: the bound loops
 };
 

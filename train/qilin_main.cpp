@@ -7,6 +7,7 @@
 //   qilin interp plot  --fn F --segments LIST [--domain a,b] [--method M] --out FILE.png
 //   qilin interp bench [--fn F,...|all] [--segments LIST] [--methods M,...] [--n N] [--reps R]
 //                      [--threads T] [--timing round-robin|consecutive]
+//                      [--backward in-place|out-of-place]
 //   qilin qfp8 table --layout L [--bias B]     every code of a QFP8 layout and its value
 //   qilin qfp8 sqnr --ckpt FILE [--granularity per_channel|per_tensor]
 //                                            per-layer SQNR of each 8-bit format on the weights
@@ -189,6 +190,11 @@ int main(int argc, char** argv) {
                         "as bench/torch_interp.py times PyTorch)")
       ->check(CLI::IsMember({"round-robin", "consecutive"}))
       ->capture_default_str();
+  std::string bench_backward = "in-place";
+  bench_cmd->add_option("--backward", bench_backward,
+                        "in-place (dx written over dy, as the layers run in training) or out-of-place")
+      ->check(CLI::IsMember({"in-place", "out-of-place"}))
+      ->capture_default_str();
   bench_cmd->add_option("--threads", bench_threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")
       ->capture_default_str();
   add_format(bench_cmd);
@@ -244,13 +250,15 @@ int main(int argc, char** argv) {
       o.n = bench_n;
       o.reps = bench_reps;
       o.consecutive = bench_timing == "consecutive";
+      o.in_place = bench_backward == "in-place";
       if (bench_n < 1 || bench_reps < 1 || bench_threads < 0)
         throw ConfigError("--n and --reps must be >= 1 and --threads >= 0");
       if (bench_threads > 0) omp_set_num_threads(bench_threads);
       const Table t = interp_bench_table(o, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
       print(t, format);
-      std::fprintf(stderr, "n = %lld float32, %d threads, medians of %d %s\n", static_cast<long long>(bench_n),
-                   omp_get_max_threads(), bench_reps, o.consecutive ? "consecutive calls" : "rounds");
+      std::fprintf(stderr, "n = %lld float32, %d threads, medians of %d %s, backward %s\n",
+                   static_cast<long long>(bench_n), omp_get_max_threads(), bench_reps,
+                   o.consecutive ? "consecutive calls" : "rounds", o.in_place ? "in place (dx over dy)" : "out of place");
       return 0;
     }
     if (*interp_cmd) {

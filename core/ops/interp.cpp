@@ -62,7 +62,7 @@ Tensor interp_activation(const Tensor& x, std::shared_ptr<const InterpTable> tab
   if (!any_requires_grad({x})) return y;
   return record_op(y, name, {x}, [x_saved = x.detach(), table](const Tensor& gy, GradSlots& g) {
     const int64_t n = x_saved.numel();
-    Tensor dx = Tensor::empty(x_saved.shape(), DType::kFloat32, x_saved.device());
+    Tensor dx = grad_buffer(gy, x_saved);  // the kernels allow dx == dy
     const float* xs = x_saved.data<float>();
     if (table->spec().method == InterpMethod::kIgelu) {
       QILIN_DISPATCH(gy.device(), igelu_backward, xs, gy.data<float>(), dx.data<float>(), n, false);
