@@ -51,6 +51,13 @@ using qilin::InterpTableView;
 // (scaling by a power of two commutes with rounding), clamped: max with 0 before the
 // conversion, unsigned min with the last piece after it (NaN and overflow convert to
 // 0x80000000, which the unsigned min maps to the last piece).
+// Every loop prefetches its streamed inputs 512 floats ahead, as the kernels do
+// (kernels/cpu/interp.cpp kPrefetchDistance): the bound is the fastest loop we have.
+constexpr int64_t kPrefetch = 512;
+inline void prefetch_ahead(const float* p, int64_t i, int64_t end) {
+  if (i + kPrefetch < end) __builtin_prefetch(p + i + kPrefetch);
+}
+
 struct BoundArgs {
   const float* kb;
   const float* k;  // the slopes alone (InterpTableView::k): what the backward loops gather
@@ -113,6 +120,7 @@ void bound_gather_ps(
     float* ys = y;
     int64_t i = begin;
     for (; i + 16 <= end; i += 16) {
+      prefetch_ahead(xs, i, end);
       const __m512 v = _mm512_loadu_ps(xs + i);
       const __m512i idx = kAlg1 ? alg1_index512(v, q) : index512(v, q);
       const __m512 k = gather_ps8(idx, q.kb);
@@ -140,6 +148,7 @@ void bound_gather_pd(
     const __m512i ev = even, od = odd;
     int64_t i = begin;
     for (; i + 16 <= end; i += 16) {
+      prefetch_ahead(xs, i, end);
       const __m512 v = _mm512_loadu_ps(xs + i);
       const __m512i idx = index512(v, q);
       const __m512 lo = _mm512_castpd_ps(gather_pd8(_mm512_castsi512_si256(idx), kb));
@@ -171,6 +180,7 @@ void bound_scalar_x16(
     alignas(64) uint64_t pair[16];
     int64_t i = begin;
     for (; i + 16 <= end; i += 16) {
+      prefetch_ahead(xs, i, end);
       const __m512 v = _mm512_loadu_ps(xs + i);
       _mm512_store_si512(idx, index512(v, q));
       for (int j = 0; j < 16; ++j) pair[j] = kb[idx[j]];
@@ -196,6 +206,8 @@ void bound_bwd_gather(
     float* dxs = dx;
     int64_t i = begin;
     for (; i + 16 <= end; i += 16) {
+      prefetch_ahead(xs, i, end);
+      prefetch_ahead(dys, i, end);
       const __m512 v = _mm512_loadu_ps(xs + i);
       const __m512 k = gather_ps4(index512(v, q), q.k);
       _mm512_storeu_ps(dxs + i, _mm512_mul_ps(_mm512_loadu_ps(dys + i), k));
@@ -222,6 +234,7 @@ __attribute__((optimize("no-tree-vectorize"))) void bound_scalar(const BoundArgs
     float* ys = y;
     const uint64_t* kb = kb64;
     for (int64_t i = begin; i < end; ++i) {
+      if (i % 16 == 0) prefetch_ahead(xs, i, end);
       const float t = std::max(0.0f, std::fma(xs[i], q.scale, q.offset));
       const uint32_t j = std::min(static_cast<uint32_t>(static_cast<int32_t>(t)),
                                   static_cast<uint32_t>(q.last));
@@ -244,6 +257,10 @@ __attribute__((optimize("no-tree-vectorize"))) void bound_bwd_scalar(const Bound
     const float* dys = dy;
     float* dxs = dx;
     for (int64_t i = begin; i < end; ++i) {
+      if (i % 16 == 0) {
+        prefetch_ahead(xs, i, end);
+        prefetch_ahead(dys, i, end);
+      }
       const float t = std::max(0.0f, std::fma(xs[i], q.scale, q.offset));
       const uint32_t j = std::min(static_cast<uint32_t>(static_cast<int32_t>(t)),
                                   static_cast<uint32_t>(q.last));
