@@ -247,6 +247,18 @@ void ActivationQuantizer::set_frozen_params(const QuantParams& params) {
   mode_ = ActivationMode::kFrozen;
 }
 
+void ActivationQuantizer::restore(ActivationMode mode, float running_amax, int64_t observed_batches) {
+  QILIN_CHECK(observed_batches >= 0 && running_amax >= 0.0f && finite(running_amax), name_,
+              ": cannot restore a running amax of ", running_amax, " over ", observed_batches, " batches");
+  running_amax_ = running_amax;
+  observed_batches_ = observed_batches;
+  if (mode == ActivationMode::kFrozen && spec_.format != QuantFormat::kNone) {
+    QILIN_CHECK(observed_batches > 0, name_, ": cannot restore a frozen state without calibration batches");
+    frozen_ = params_for_amax(running_amax);
+  }
+  mode_ = mode;
+}
+
 std::string ActivationQuantizer::describe() const {
   const std::string spec = quant_spec_summary(spec_);
   if (spec_.format == QuantFormat::kNone) return spec;
@@ -411,6 +423,43 @@ void freeze_activations(Module& model) {
 
 void freeze_weights(Module& model) {
   for (auto& [name, q] : quant_layers(model)) q->freeze_weights();
+}
+
+NamedTensors activation_state_dict(const Module& model) {
+  NamedTensors out;
+  for (const auto& [path, q] : quant_layers(model)) {
+    const ActivationQuantizer& act = q->activation_quantizer();
+    const std::string key = "quant." + path + ".input.";
+    Tensor mode = Tensor::empty({1}, DType::kInt32);
+    mode.data<int32_t>()[0] = static_cast<int32_t>(act.mode());
+    Tensor observed = Tensor::empty({1}, DType::kInt64);
+    observed.data<int64_t>()[0] = act.observed_batches();
+    out.emplace_back(key + "mode", mode);
+    out.emplace_back(key + "running_amax", Tensor::from_vector({act.running_amax()}, {1}));
+    out.emplace_back(key + "observed_batches", observed);
+  }
+  return out;
+}
+
+void load_activation_state(Module& model, const NamedTensors& state) {
+  std::map<std::string, Tensor> by_name(state.begin(), state.end());
+  const auto entry = [&](const std::string& key, DType dtype) -> const Tensor& {
+    const auto it = by_name.find(key);
+    if (it == by_name.end()) throw Error(str_cat("quantizer state: missing ", key));
+    if (it->second.dtype() != dtype || it->second.numel() != 1)
+      throw Error(str_cat("quantizer state: ", key, " is ", it->second.str(), ", expected one ",
+                          dtype_name(dtype)));
+    return it->second;
+  };
+  for (auto& [path, q] : quant_layers(model)) {
+    const std::string key = "quant." + path + ".input.";
+    const int32_t mode = entry(key + "mode", DType::kInt32).data<int32_t>()[0];
+    if (mode < 0 || mode > static_cast<int32_t>(ActivationMode::kFrozen))
+      throw Error(str_cat("quantizer state: ", key, "mode = ", mode, ", expected 0, 1 or 2"));
+    q->activation_quantizer().restore(static_cast<ActivationMode>(mode),
+                                      entry(key + "running_amax", DType::kFloat32).data<float>()[0],
+                                      entry(key + "observed_batches", DType::kInt64).data<int64_t>()[0]);
+  }
 }
 
 void set_activation_metering(Module& model, bool on) {

@@ -80,6 +80,9 @@ class ActivationQuantizer {
   void freeze();
   // kFrozen with given parameters (a packed checkpoint's); checked against the spec.
   void set_frozen_params(const QuantParams& params);
+  // Puts back a state saved from mode(), running_amax() and observed_batches() (a resumed
+  // QAT run): frozen parameters are recomputed from the running amax, as freeze() made them.
+  void restore(ActivationMode mode, float running_amax, int64_t observed_batches);
 
   // The running max of amax over the batches seen while calibrating (0 before any).
   float running_amax() const { return running_amax_; }
@@ -241,6 +244,14 @@ void set_activation_mode(Module& model, ActivationMode mode);
 // mode is an error naming it (calibration did not run).
 void freeze_activations(Module& model);
 void freeze_weights(Module& model);
+
+// The quantizers' state, for a resumable QAT checkpoint (the trainer's file: it is not part
+// of the model's state dict): per quantized layer `quant.<path>.input.mode` (int32: 0
+// dynamic, 1 calibrating, 2 frozen), `.running_amax` (float32) and `.observed_batches`
+// (int64), each of shape [1]. load_activation_state restores every layer's entries; a
+// missing or malformed one is an error naming its key.
+NamedTensors activation_state_dict(const Module& model);
+void load_activation_state(Module& model, const NamedTensors& state);
 
 // Signal-to-quantization-noise of each quantized layer (reports; issue 5's per-layer SQNR):
 // the weight's, 10 log10(sum w^2 / sum (w - q(w))^2) with the parameters the next forward

@@ -370,6 +370,24 @@ std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
+TEST(ActivationQuantizer, RestoreGivesBackTheSavedModeAndFrozenParameters) {
+  for (const QuantSpec& spec : {make_spec(QuantFormat::kQfp8, kQfp8E3M4), make_spec(QuantFormat::kInt8)}) {
+    ActivationQuantizer saved(spec, "fc input");
+    saved.set_mode(ActivationMode::kCalibrating);
+    saved(batch_with_amax(2.5f, 1));
+    saved(batch_with_amax(0.75f, 2));
+    saved.freeze();
+    ActivationQuantizer restored(spec, "fc input");
+    restored.restore(saved.mode(), saved.running_amax(), saved.observed_batches());
+    ASSERT_EQ(restored.mode(), ActivationMode::kFrozen);
+    EXPECT_EQ(restored.running_amax(), 2.5f);
+    EXPECT_EQ(restored.observed_batches(), 2);
+    const Tensor x = batch_with_amax(9.0f, 3);
+    EXPECT_TRUE(same_bits(restored(x), saved(x))) << quant_spec_summary(spec);
+    EXPECT_EQ(restored.describe(), saved.describe());
+  }
+}
+
 TEST(ActivationQuantizer, SpecsThatNeedTheDataAndMisuseAreErrorsNamingTheLayer) {
   std::string e = error_of([] {
     ActivationQuantizer q(make_spec(QuantFormat::kQfp8, kQfp8E3M4, BiasMode::kMse), "blocks.1.attn.qkv.input");
@@ -542,6 +560,26 @@ double rms_diff(const Tensor& a, const Tensor& b) {
     s += d * d;
   }
   return std::sqrt(s / static_cast<double>(a.numel()));
+}
+
+TEST(QuantLayerFactory, QuantizerStateRoundTripsAndAMissingEntryIsAnErrorNamingIt) {
+  LayerFactory native;
+  QuantLayerOptions o;
+  QuantLayerFactory factory(native, o);
+  auto model = make_model("vit", factory, 4, 1);
+  model->eval();
+  set_activation_mode(*model, ActivationMode::kCalibrating);
+  model->forward(testing::uniform({2, 1, 28, 28}, 5, -1.0f, 1.0f));
+  freeze_activations(*model);
+  const NamedTensors state = activation_state_dict(*model);
+  auto other = make_model("vit", factory, 5, 1);
+  load_activation_state(*other, state);
+  for (size_t i = 0; i < quant_layers(*model).size(); ++i)
+    EXPECT_EQ(quant_layers(*other)[i].second->activation_quantizer().describe(),
+              quant_layers(*model)[i].second->activation_quantizer().describe());
+  NamedTensors missing(state.begin() + 1, state.end());
+  const std::string msg = error_of([&] { load_activation_state(*other, missing); });
+  EXPECT_NE(msg.find(state.front().first), std::string::npos) << msg;
 }
 
 TEST(QuantLayerFactory, QuantizationChangesViTLogitsByTheFormatsRelativeStep) {

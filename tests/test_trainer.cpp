@@ -17,6 +17,7 @@
 #include "core/safetensors.h"
 #include "train/config.h"
 #include "train/run_support.h"
+#include "layers/quant.h"
 #include "train/trainer.h"
 
 namespace qilin {
@@ -139,6 +140,43 @@ TEST_F(TrainerTest, ResumeAfterAStopIsBitIdenticalToAnUninterruptedRun) {
   EXPECT_EQ(read_json(stopped.run_dir + "/summary.json")["steps"], 1);
   clear_stop_request();
   RunOutcome resumed = run_training(config({"run.name=resumed", crop, drop}));  // resume: auto
+  ASSERT_EQ(resumed.exit_code(), 0);
+
+  SafetensorsContents a = load_safetensors(whole.run_dir + "/ckpt_last.safetensors");
+  SafetensorsContents b = load_safetensors(resumed.run_dir + "/ckpt_last.safetensors");
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (size_t i = 0; i < a.tensors.size(); ++i) {
+    ASSERT_EQ(a.tensors[i].first, b.tensors[i].first);
+    EXPECT_EQ(0, std::memcmp(a.tensors[i].second.raw_data(), b.tensors[i].second.raw_data(),
+                             a.tensors[i].second.nbytes()))
+        << a.tensors[i].first << " differs after resume";
+  }
+  EXPECT_EQ(whole.test_acc, resumed.test_acc);
+  EXPECT_EQ(whole.test_loss, resumed.test_loss);
+}
+
+TEST_F(TrainerTest, QatResumesWithItsQuantizersStateBitIdentically) {
+  // The activation biases freeze at step 4 (calibrated on steps 3-4), inside epoch 1: a run
+  // that ends after epoch 1 and is then continued to epoch 2 from its ckpt_last must carry
+  // the frozen biases over (they are not in the model's state dict) and end where an
+  // uninterrupted two-epoch run ends. A constant schedule, so the shorter run's learning
+  // rates are the longer one's.
+  const std::vector<std::string> qat = {"run.mode=qat", "quant.format=qfp8", "quant.freeze_bias_after=2",
+                                        "calibrate.batches=2", "optim.schedule=constant",
+                                        "optim.warmup_steps=0", "optim.ema_decay=0"};
+  const auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.end(), qat.begin(), qat.end());
+    return config(extra);
+  };
+  RunOutcome whole = run_training(with({"run.name=whole", "optim.epochs=2"}));
+  ASSERT_EQ(whole.exit_code(), 0);
+  RunOutcome first = run_training(with({"run.name=resumed", "optim.epochs=1"}));
+  ASSERT_EQ(first.exit_code(), 0);
+  SafetensorsContents state = load_safetensors(first.run_dir + "/ckpt_last.trainer.safetensors");
+  Tensor mode = state.find("quant.blocks.0.mlp.fc1.input.mode");
+  ASSERT_TRUE(mode.defined());
+  EXPECT_EQ(mode.data<int32_t>()[0], static_cast<int32_t>(ActivationMode::kFrozen));
+  RunOutcome resumed = run_training(with({"run.name=resumed", "optim.epochs=2"}));  // resume: auto
   ASSERT_EQ(resumed.exit_code(), 0);
 
   SafetensorsContents a = load_safetensors(whole.run_dir + "/ckpt_last.safetensors");

@@ -484,7 +484,9 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
   TrainerProgress progress;
   progress.config_hash = hash;
   ProgressReporter reporter(config.log.progress, config.log.every_steps);
-  if (config.checkpoint.resume != ResumeMode::kNone && config.run.mode == RunMode::kTrain) {
+  // Training and QAT runs resume (a QAT checkpoint also holds its quantizers' state).
+  const bool resumable = config.run.mode == RunMode::kTrain || config.run.mode == RunMode::kQat;
+  if (config.checkpoint.resume != ResumeMode::kNone && resumable) {
     std::optional<Checkpoint> ckpt;
     if (config.checkpoint.resume == ResumeMode::kPath) {
       const std::filesystem::path p(config.checkpoint.resume_path);
@@ -499,6 +501,7 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
       model->load_state_dict(ckpt->model.tensors, /*strict=*/true);
       optimizer->load_state_dict(ckpt->optimizer_state());
       if (ema) ema->load_state_dict(ckpt->extra());
+      if (config.run.mode == RunMode::kQat) load_activation_state(*model, ckpt->extra());
       for (auto& [name, gen] : dropout_generators(*model)) {
         auto it = ckpt->generators.find(name);
         if (it == ckpt->generators.end())
@@ -526,6 +529,10 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
   const int64_t total_steps = epochs * steps_per_epoch;
   const auto save = [&](const std::string& tag) {
     NamedTensors extra = ema ? ema->state_dict() : NamedTensors{};
+    if (config.run.mode == RunMode::kQat) {
+      NamedTensors quantizers = activation_state_dict(*model);
+      extra.insert(extra.end(), quantizers.begin(), quantizers.end());
+    }
     std::map<std::string, const Generator*> generators;
     for (auto& [name, gen] : dropout_generators(*model)) generators[name] = gen;
     save_checkpoint(dir, tag, *model, *optimizer, progress, generators, extra);
