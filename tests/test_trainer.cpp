@@ -94,6 +94,22 @@ nlohmann::json read_json(const std::string& path) {
   return nlohmann::json::parse(in);
 }
 
+// A resumed run ended exactly where the uninterrupted one did: the same last checkpoint, bit
+// for bit, and the same test metrics.
+void expect_same_run(const RunOutcome& whole, const RunOutcome& resumed) {
+  SafetensorsContents a = load_safetensors(whole.run_dir + "/ckpt_last.safetensors");
+  SafetensorsContents b = load_safetensors(resumed.run_dir + "/ckpt_last.safetensors");
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (size_t i = 0; i < a.tensors.size(); ++i) {
+    ASSERT_EQ(a.tensors[i].first, b.tensors[i].first);
+    EXPECT_EQ(0, std::memcmp(a.tensors[i].second.raw_data(), b.tensors[i].second.raw_data(),
+                             a.tensors[i].second.nbytes()))
+        << a.tensors[i].first << " differs after resume";
+  }
+  EXPECT_EQ(whole.test_acc, resumed.test_acc);
+  EXPECT_EQ(whole.test_loss, resumed.test_loss);
+}
+
 TEST_F(TrainerTest, ARunLearnsAndWritesItsDirectory) {
   RunOutcome out = run_training(config());
   EXPECT_EQ(out.exit_code(), 0);
@@ -142,17 +158,7 @@ TEST_F(TrainerTest, ResumeAfterAStopIsBitIdenticalToAnUninterruptedRun) {
   RunOutcome resumed = run_training(config({"run.name=resumed", crop, drop}));  // resume: auto
   ASSERT_EQ(resumed.exit_code(), 0);
 
-  SafetensorsContents a = load_safetensors(whole.run_dir + "/ckpt_last.safetensors");
-  SafetensorsContents b = load_safetensors(resumed.run_dir + "/ckpt_last.safetensors");
-  ASSERT_EQ(a.tensors.size(), b.tensors.size());
-  for (size_t i = 0; i < a.tensors.size(); ++i) {
-    ASSERT_EQ(a.tensors[i].first, b.tensors[i].first);
-    EXPECT_EQ(0, std::memcmp(a.tensors[i].second.raw_data(), b.tensors[i].second.raw_data(),
-                             a.tensors[i].second.nbytes()))
-        << a.tensors[i].first << " differs after resume";
-  }
-  EXPECT_EQ(whole.test_acc, resumed.test_acc);
-  EXPECT_EQ(whole.test_loss, resumed.test_loss);
+  expect_same_run(whole, resumed);
 }
 
 TEST_F(TrainerTest, QatResumesWithItsQuantizersStateBitIdentically) {
@@ -179,17 +185,7 @@ TEST_F(TrainerTest, QatResumesWithItsQuantizersStateBitIdentically) {
   RunOutcome resumed = run_training(with({"run.name=resumed", "optim.epochs=2"}));  // resume: auto
   ASSERT_EQ(resumed.exit_code(), 0);
 
-  SafetensorsContents a = load_safetensors(whole.run_dir + "/ckpt_last.safetensors");
-  SafetensorsContents b = load_safetensors(resumed.run_dir + "/ckpt_last.safetensors");
-  ASSERT_EQ(a.tensors.size(), b.tensors.size());
-  for (size_t i = 0; i < a.tensors.size(); ++i) {
-    ASSERT_EQ(a.tensors[i].first, b.tensors[i].first);
-    EXPECT_EQ(0, std::memcmp(a.tensors[i].second.raw_data(), b.tensors[i].second.raw_data(),
-                             a.tensors[i].second.nbytes()))
-        << a.tensors[i].first << " differs after resume";
-  }
-  EXPECT_EQ(whole.test_acc, resumed.test_acc);
-  EXPECT_EQ(whole.test_loss, resumed.test_loss);
+  expect_same_run(whole, resumed);
 }
 
 TEST_F(TrainerTest, ADivergingRunStopsAndKeepsNoBadCheckpoint) {
