@@ -95,7 +95,7 @@ std::vector<Tensor> record_multi_op(std::vector<Tensor> outs, const char* op,
 // not the caller, not another pending gradient, not a view) and it has `like`'s shape,
 // dtype and device; otherwise into a new tensor. Writing dx over dy saves the allocation
 // and the read that a store to fresh memory costs (the cache line is fetched before it is
-// written): a third of an elementwise backward's memory traffic. The backward's kernel
+// written): a quarter of an elementwise backward's memory traffic. The backward's kernel
 // must allow dx == dy (each element read before it is written).
 Tensor grad_buffer(const Tensor& grad_out, const Tensor& like);
 

@@ -188,6 +188,19 @@ TEST_F(TrainerTest, QatResumesWithItsQuantizersStateBitIdentically) {
   expect_same_run(whole, resumed);
 }
 
+TEST_F(TrainerTest, AQatRunResumingATrainingCheckpointNamesTheFileAndTheMissingState) {
+  RunOutcome fp32 = run_training(config({"run.name=mixed", "optim.epochs=1"}));
+  ASSERT_EQ(fp32.exit_code(), 0);
+  try {
+    run_training(config({"run.name=mixed", "run.mode=qat", "quant.format=qfp8", "calibrate.batches=2", "optim.epochs=2"}));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("mixed/ckpt_last.trainer.safetensors (not written by a qat run?)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("missing quant.patch_embed.proj.input.mode"), std::string::npos) << msg;
+  }
+}
+
 TEST_F(TrainerTest, ADivergingRunStopsAndKeepsNoBadCheckpoint) {
   RunOutcome out = run_training(config({"optim.lr=1.0e+30", "optim.clip_grad_norm=0", "optim.warmup_steps=0"}));
   EXPECT_EQ(out.exit_code(), 3);

@@ -488,12 +488,14 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
   const bool resumable = config.run.mode == RunMode::kTrain || config.run.mode == RunMode::kQat;
   if (config.checkpoint.resume != ResumeMode::kNone && resumable) {
     std::optional<Checkpoint> ckpt;
+    std::string ckpt_dir = dir;
     if (config.checkpoint.resume == ResumeMode::kPath) {
       const std::filesystem::path p(config.checkpoint.resume_path);
       std::string tag = p.filename().string();
       if (tag.rfind("ckpt_", 0) == 0) tag = tag.substr(5);
       if (tag.size() > 12 && tag.compare(tag.size() - 12, 12, ".safetensors") == 0) tag.resize(tag.size() - 12);
-      ckpt = load_checkpoint(p.parent_path().string(), tag);
+      ckpt_dir = p.parent_path().string();
+      ckpt = load_checkpoint(ckpt_dir, tag);
     } else {
       ckpt = newest_resumable(dir);
     }
@@ -501,11 +503,17 @@ RunOutcome run_training(const Config& config, const RunOptions& options) {
       model->load_state_dict(ckpt->model.tensors, /*strict=*/true);
       optimizer->load_state_dict(ckpt->optimizer_state());
       if (ema) ema->load_state_dict(ckpt->extra());
-      if (config.run.mode == RunMode::kQat) load_activation_state(*model, ckpt->extra());
+      if (config.run.mode == RunMode::kQat) {
+        try {
+          load_activation_state(*model, ckpt->extra());
+        } catch (const Error& e) {
+          throw Error(str_cat(checkpoint_paths(ckpt_dir, ckpt->tag).trainer, " (not written by a qat run?): ", e.what()));
+        }
+      }
       for (auto& [name, gen] : dropout_generators(*model)) {
         auto it = ckpt->generators.find(name);
         if (it == ckpt->generators.end())
-          throw Error(str_cat("checkpoint ", dir, "/ckpt_", ckpt->tag, ": no state for ", name));
+          throw Error(str_cat("checkpoint ", ckpt_dir, "/ckpt_", ckpt->tag, ": no state for ", name));
         gen->set_state(it->second);
       }
       progress = ckpt->progress;
