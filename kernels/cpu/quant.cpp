@@ -278,6 +278,14 @@ HWY_INLINE void forward_run(const float* x, float* y, int64_t begin, int64_t end
   const DF d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   int64_t i = begin;
+  // Eight vectors per iteration, all loaded before any is stored (x and y may be the same
+  // array): 18-26% faster than one at a time on a 1 MB weight in L2, where the rounding's
+  // arithmetic, not memory, bounds it (A/B in one process, 2026-11-27).
+  for (; i + 8 * lanes <= end; i += 8 * lanes) {
+    VF v[8];
+    for (int j = 0; j < 8; ++j) v[j] = hn::LoadU(d, x + i + j * lanes);
+    for (int j = 0; j < 8; ++j) hn::StoreU(fake_quant_vec<F, kScaled>(v[j], g), d, y + i + j * lanes);
+  }
   for (; i + lanes <= end; i += lanes)
     hn::StoreU(fake_quant_vec<F, kScaled>(hn::LoadU(d, x + i), g), d, y + i);
   if (i < end) {
@@ -339,6 +347,16 @@ void backward_mode(const QuantChannel* params, int64_t n_params, const float* x,
     const VF clip = hn::Set(d, quant_clip_max(c));
     const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
     int64_t i = begin;
+    for (; i + 8 * lanes <= end; i += 8 * lanes) {  // unrolled as forward_run (6-20% in L2)
+      VF xs[8], dys[8], olds[8];
+      for (int j = 0; j < 8; ++j) {
+        xs[j] = hn::LoadU(d, x + i + j * lanes);
+        dys[j] = hn::LoadU(d, dy + i + j * lanes);
+        olds[j] = kAccumulate ? hn::LoadU(d, dx + i + j * lanes) : hn::Zero(d);
+      }
+      for (int j = 0; j < 8; ++j)
+        hn::StoreU(ste_vec<kPassAll, kAccumulate>(xs[j], dys[j], olds[j], clip), d, dx + i + j * lanes);
+    }
     for (; i + lanes <= end; i += lanes) {
       const VF old = kAccumulate ? hn::LoadU(d, dx + i) : hn::Zero(d);
       hn::StoreU(ste_vec<kPassAll, kAccumulate>(hn::LoadU(d, x + i), hn::LoadU(d, dy + i), old, clip),
