@@ -69,7 +69,6 @@ struct Grid {
   int32_t emin_bits = 0;    // bits of 2^e_min in the scaled domain
   int32_t step_shift = 0;   // (23 - M) << 23: from 2^e's bits to C = 2^(e - M + 23)'s
   int32_t mantissa_bits = 0;
-  int32_t max_code = 0;     // the largest code magnitude: 0x7F, 0x7E (E4M3FN), 0x7B (E5M2)
   bool scaled = false;      // qfp8: K != 0 (pre / post are not 1)
 };
 
@@ -99,21 +98,18 @@ inline Grid make_grid(const QuantChannel& c) {
       g.scaled = k != 0;
       g.pre = float_of_bits((k + 127) << kFloatMantissaBits);
       g.post = float_of_bits((127 - k) << kFloatMantissaBits);
-      g.max_code = 0x7F;
       set_minifloat(&g, m, 1 - c.beta, t, k);
       break;
     }
     case QuantFormat::kFp8E4M3:  // E4M3FN: max 448 = 1.75 * 2^8, one step below QFP8's 480
       g.pre = c.scale;
       g.post = 1.0f / c.scale;
-      g.max_code = kFp8E4M3MaxCode;
       set_minifloat(&g, kQfp8E4M3.mantissa_bits, 1 - kFp8E4M3Bias, 8, 0);
       g.max_scaled = kFp8E4M3Max;
       break;
     case QuantFormat::kFp8E5M2:  // max 57344 = 1.75 * 2^15
       g.pre = c.scale;
       g.post = 1.0f / c.scale;
-      g.max_code = kFp8E5M2MaxCode;
       set_minifloat(&g, kQfp8E5M2.mantissa_bits, 1 - kFp8E5M2Bias, 15, 0);
       break;
     case QuantFormat::kInt8:
@@ -210,17 +206,13 @@ struct VGrid {
   VF pre, post, max_scaled;
   VI emin_bits, step_shift;
   VI code_shift;  // 23 - M, per lane: vpsravd / vpsllvd are one uop, a shift by xmm count two
-  int mantissa_bits;
-  int max_code;
   explicit VGrid(const Grid& g)
       : pre(hn::Set(DF(), g.pre)),
         post(hn::Set(DF(), g.post)),
         max_scaled(hn::Set(DF(), g.max_scaled)),
         emin_bits(hn::Set(DI(), g.emin_bits)),
         step_shift(hn::Set(DI(), g.step_shift)),
-        code_shift(hn::Set(DI(), quant_detail::kFloatMantissaBits - g.mantissa_bits)),
-        mantissa_bits(g.mantissa_bits),
-        max_code(g.max_code) {}
+        code_shift(hn::Set(DI(), quant_detail::kFloatMantissaBits - g.mantissa_bits)) {}
 };
 
 HWY_INLINE VF sign_of(VF x) {
@@ -431,7 +423,7 @@ void amax_per_channel_target(const float* x, int64_t channels, int64_t inner, fl
 // ---- packed codes ----
 
 // The code of each lane, in 0..255 (int8: its two's-complement byte). The magnitude needs no
-// clamp to max_code: a is clamped to max (a grid point) before rounding, and rounding is
+// clamp to the largest code: a is clamped to max (a grid point) before rounding, and rounding is
 // monotonic. hn::Min(a, max) (not (max, a)) turns NaN into max: QFP8 encodes NaN as its sign
 // and 0x7F, which is max's code; the FP8 formats overwrite it with their NaN code.
 template <QuantFormat F, bool kScaled>
