@@ -658,6 +658,7 @@ void softmax_forward_rows(const Tab& tab, const float* x, float* y, int64_t rows
                           const InterpSoftmaxRowStats* stats) {
   parallel_for(rows, cols * (2 + tab.cost), [&](int64_t r0, int64_t r1) {
     const D d;
+    const Tab t = tab;  // a local copy, as in map_table
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x + r * cols;
       float* yr = y + r * cols;
@@ -666,7 +667,7 @@ void softmax_forward_rows(const Tab& tab, const float* x, float* y, int64_t rows
       const V vmax = hn::Set(d, max);
       V vsum = hn::Zero(d);
       for_each_vector(d, 0, cols, [&](int64_t i, M m, bool full) {
-        const V e = tab.value(d, hn::Sub(load(d, xr + i, m, full), vmax));
+        const V e = t.value(d, hn::Sub(load(d, xr + i, m, full), vmax));
         store(d, e, yr + i, m, full);
         vsum = hn::Add(vsum, hn::IfThenElseZero(m, e));
       });
@@ -694,6 +695,8 @@ void softmax_backward_rows(const Tab& tab, const float* x, const float* y, const
                            const InterpSoftmaxRowStats* stats) {
   parallel_for(rows, cols * (stats ? 3 + tab.cost : 3 + 2 * tab.cost), [&](int64_t r0, int64_t r1) {
     const D d;
+    const Tab t = tab;  // a local copy, as in map_table
+    const bool add = accumulate;
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x + r * cols;
       const float* yr = y + r * cols;
@@ -713,7 +716,7 @@ void softmax_backward_rows(const Tab& tab, const float* x, const float* y, const
         vmax = hn::Set(d, row_max(d, xr, cols, &argmax));
         V vsum = hn::Zero(d);
         for_each_vector(d, 0, cols, [&](int64_t i, M m, bool full) {
-          const V e = tab.value(d, hn::Sub(load(d, xr + i, m, full), vmax));
+          const V e = t.value(d, hn::Sub(load(d, xr + i, m, full), vmax));
           vsum = hn::Add(vsum, hn::IfThenElseZero(m, e));
           vdot = hn::MulAdd(load(d, gyr + i, m, full), load(d, yr + i, m, full), vdot);
         });
@@ -723,10 +726,10 @@ void softmax_backward_rows(const Tab& tab, const float* x, const float* y, const
       const V dot = hn::Set(d, hn::GetLane(hn::SumOfLanes(d, vdot)));
       V vg = hn::Zero(d);
       for_each_vector(d, 0, cols, [&](int64_t i, M m, bool full) {
-        const V k = tab.slope(d, hn::Sub(load(d, xr + i, m, full), vmax));
+        const V k = t.slope(d, hn::Sub(load(d, xr + i, m, full), vmax));
         const V g = hn::Mul(hn::Mul(k, hn::Sub(load(d, gyr + i, m, full), dot)), inv_sum);
         vg = hn::Add(vg, hn::IfThenElseZero(m, g));
-        store(d, accumulate ? hn::Add(load(d, gxr + i, m, full), g) : g, gxr + i, m, full);
+        store(d, add ? hn::Add(load(d, gxr + i, m, full), g) : g, gxr + i, m, full);
       });
       if (argmax >= 0) gxr[argmax] -= hn::GetLane(hn::SumOfLanes(d, vg));
     }

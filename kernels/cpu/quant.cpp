@@ -191,9 +191,9 @@ using VI = hn::Vec<DI>;
 // per target (inside HWY_NAMESPACE), so that fn, which carries the target's attributes, can be
 // inlined into the row loop: a baseline-compiled loop called it out of line once per row.
 // The row functions are marked QILIN_ROW_FN (always inline), which GCC otherwise declines for
-// them (each holds two runs: scaled and not). Their pointers are captured by value: a vector
-// store may alias anything, so a pointer read through a reference is reloaded after each
-// store. Together 1-5% on per-channel forward and encode, 4-11% on decode and 14-19% on the
+// them (each holds two runs: scaled and not). Their loops read the pointers from locals or
+// from a run function's parameters: a vector store may alias anything, the closure included,
+// so a pointer read from a capture is reloaded after each store. Together 1-5% on per-channel forward and encode, 4-11% on decode and 14-19% on the
 // backward (A/B in one process, a 1 MB weight in L2, 2026-11-27).
 template <typename Fn>
 void for_each_run(const QuantChannel* params, int64_t n_params, int64_t channels, int64_t inner,
@@ -340,7 +340,11 @@ template <bool kPassAll, bool kAccumulate>
 void backward_mode(const QuantChannel* params, int64_t n_params, const float* x, const float* dy,
                    float* dx, int64_t channels, int64_t inner) {
   for_each_run(params, n_params, channels, inner, 1,
-               [x, dy, dx](int64_t begin, int64_t end, const QuantChannel& c) QILIN_ROW_FN {
+               [x_in = x, dy_in = dy, dx_out = dx](int64_t begin, int64_t end,
+                                                    const QuantChannel& c) QILIN_ROW_FN {
+    const float* x = x_in;  // locals, not the closure's copies (see for_each_run)
+    const float* dy = dy_in;
+    float* dx = dx_out;
     const DF d;
     const VF clip = hn::Set(d, quant_clip_max(c));
     const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
@@ -534,7 +538,10 @@ template <QuantFormat F>
 void decode_format(const QuantChannel* params, int64_t n_params, const uint8_t* codes, float* y,
                    int64_t channels, int64_t inner) {
   for_each_run(params, n_params, channels, inner, 2,
-               [codes, y](int64_t begin, int64_t end, const QuantChannel& c) QILIN_ROW_FN {
+               [codes_in = codes, y_out = y](int64_t begin, int64_t end,
+                                             const QuantChannel& c) QILIN_ROW_FN {
+    const uint8_t* codes = codes_in;  // locals, not the closure's copies (see for_each_run)
+    float* y = y_out;
     const DF d;
     const DI di;
     const hn::Rebind<uint8_t, DF> d8;

@@ -117,11 +117,11 @@ void softmax_bwd(float* dx, const float* y, const float* dy, int64_t rows, int64
     for (int64_t r = r0; r < r1; ++r) {
       const float* yr = y + r * cols;
       const float* dyr = dy + r * cols;
+      float* dxr = dx + r * cols;
       const V dot = hn::Set(d, row_dot(d, dyr, yr, cols));
       for_each_vector(d, cols, [&](int64_t i, M m, bool full) {
         const V vy = load(d, yr + i, m, full);
-        store(d, hn::Mul(vy, hn::Sub(load(d, dyr + i, m, full), dot)), dx + r * cols + i, m,
-              full);
+        store(d, hn::Mul(vy, hn::Sub(load(d, dyr + i, m, full), dot)), dxr + i, m, full);
       });
     }
   });
@@ -132,13 +132,13 @@ void log_softmax_fwd(float* y, const float* x, int64_t rows, int64_t cols) {
     const D d;
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x + r * cols;
+      float* yr = y + r * cols;
       const float max = row_max(d, xr, cols);
       const V vmax = hn::Set(d, max);
       // (x - max) - log(sum): the order PyTorch uses; x - max is exact near the max.
       const V log_sum = hn::Set(d, std::log(row_exp_sum(d, nullptr, xr, cols, max)));
       for_each_vector(d, cols, [&](int64_t i, M m, bool full) {
-        store(d, hn::Sub(hn::Sub(load(d, xr + i, m, full), vmax), log_sum), y + r * cols + i, m,
-              full);
+        store(d, hn::Sub(hn::Sub(load(d, xr + i, m, full), vmax), log_sum), yr + i, m, full);
       });
     }
   });
@@ -150,10 +150,11 @@ void log_softmax_bwd(float* dx, const float* y, const float* dy, int64_t rows, i
     for (int64_t r = r0; r < r1; ++r) {
       const float* yr = y + r * cols;
       const float* dyr = dy + r * cols;
+      float* dxr = dx + r * cols;
       const V sum = hn::Set(d, row_dot(d, dyr, nullptr, cols));
       for_each_vector(d, cols, [&](int64_t i, M m, bool full) {
         const V p = exp_nonpositive(d, load(d, yr + i, m, full));
-        store(d, hn::NegMulAdd(p, sum, load(d, dyr + i, m, full)), dx + r * cols + i, m, full);
+        store(d, hn::NegMulAdd(p, sum, load(d, dyr + i, m, full)), dxr + i, m, full);
       });
     }
   });

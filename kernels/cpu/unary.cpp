@@ -324,9 +324,14 @@ struct SiluGrad {  // s + x s(1-s)
 
 // ---- drivers ----
 
+// The lambdas copy their pointers into locals: a vector store may alias anything, including
+// the closure, so a pointer read from it would be reloaded after every store (3-5% on most
+// functions, up to 20% on relu's backward in L2; A/B in one process, 2026-11-27).
 template <class Fn>
-void map_unary(float* y, const float* x, int64_t n) {
-  parallel_for(n, Fn::kCost, [&](int64_t begin, int64_t end) {
+void map_unary(float* y_out, const float* x_in, int64_t n) {
+  parallel_for(n, Fn::kCost, [y_out, x_in](int64_t begin, int64_t end) {
+    float* y = y_out;
+    const float* x = x_in;
     const hn::ScalableTag<float> d;
     const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
     int64_t i = begin;
@@ -339,8 +344,11 @@ void map_unary(float* y, const float* x, int64_t n) {
 }
 
 template <class Fn>
-void map_backward(float* dx, const float* x, const float* dy, int64_t n) {
-  parallel_for(n, Fn::kCost, [&](int64_t begin, int64_t end) {
+void map_backward(float* dx_out, const float* x_in, const float* dy_in, int64_t n) {
+  parallel_for(n, Fn::kCost, [dx_out, x_in, dy_in](int64_t begin, int64_t end) {
+    float* dx = dx_out;
+    const float* x = x_in;
+    const float* dy = dy_in;
     const hn::ScalableTag<float> d;
     const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
     int64_t i = begin;
