@@ -325,8 +325,8 @@ struct SiluGrad {  // s + x s(1-s)
 // ---- drivers ----
 
 // The lambdas copy their pointers into locals: a vector store may alias anything, including
-// the closure, so a pointer read from it would be reloaded after every store (3-5% on most
-// functions, up to 20% on relu's backward in L2; A/B in one process, 2026-11-27).
+// the closure, so a pointer read from it would be reloaded after every store (2-8% on most
+// functions, 19-26% on relu in L2; A/B in one process, 2026-11-27).
 template <class Fn>
 void map_unary(float* y_out, const float* x_in, int64_t n) {
   parallel_for(n, Fn::kCost, [y_out, x_in](int64_t begin, int64_t end) {
