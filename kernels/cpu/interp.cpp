@@ -609,22 +609,27 @@ HWY_INLINE V igelu_slope(D d, V x) {
 }
 
 void igelu_forward_impl(const float* x, float* y, int64_t n) {
-  parallel_for(n, 2, [&](int64_t begin, int64_t end) {
+  parallel_for(n, 2, [x, y](int64_t begin, int64_t end) {
     const D d;
+    const float* xp = x;  // locals: see map_table
+    float* yp = y;
     for_each_vector(d, begin, end, [&](int64_t i, M m, bool full) {
-      store(d, igelu_value(d, load(d, x + i, m, full)), y + i, m, full);
+      store(d, igelu_value(d, load(d, xp + i, m, full)), yp + i, m, full);
     });
   });
 }
 
 void igelu_backward_impl(const float* x, const float* dy, float* dx, int64_t n, bool accumulate) {
-  parallel_for(n, 2, [&](int64_t begin, int64_t end) {
+  parallel_for(n, 2, [x, dy, dx, accumulate](int64_t begin, int64_t end) {
     const D d;
+    const float* xp = x;  // locals: see map_table
+    const float* dyp = dy;
+    float* dxp = dx;
+    const bool add = accumulate;
     for_each_vector(d, begin, end, [&](int64_t i, M m, bool full) {
-      const V s = igelu_slope(d, load(d, x + i, m, full));
-      const V g = load(d, dy + i, m, full);
-      store(d, accumulate ? hn::MulAdd(g, s, load(d, dx + i, m, full)) : hn::Mul(g, s), dx + i, m,
-            full);
+      const V s = igelu_slope(d, load(d, xp + i, m, full));
+      const V g = load(d, dyp + i, m, full);
+      store(d, add ? hn::MulAdd(g, s, load(d, dxp + i, m, full)) : hn::Mul(g, s), dxp + i, m, full);
     });
   });
 }
