@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
@@ -84,8 +85,42 @@ void check_params(const QuantSpec& spec, const QuantParams& params, int64_t entr
       check_qfp8_bias(params.layouts[i], params.betas[i], name);
     }
   } else {
-    for (float s : params.scales)
+    for (float s : params.scales) {
       QILIN_CHECK(finite(s) && s > 0.0f, name, ": scale ", s, " must be finite and positive");
+      QILIN_CHECK(spec.format != QuantFormat::kInt8 || s >= qfp8_detail::float_min(), name, ": int8 scale ",
+                  s, " is below FLT_MIN (the kernels multiply by its reciprocal; int8_scale_for_amax never "
+                  "chooses one)");
+    }
+  }
+}
+
+// What a code that an export never writes decodes to ("NaN", "Inf", "-128"), or nullptr for
+// a code of the format: QFP8 has no such codes, int8's range is -127..127 (encode clamps),
+// and the FP8 formats' NaN and Inf codes come only from NaN or Inf weights, which export
+// refuses.
+const char* unwritten_code(QuantFormat format, uint8_t code) {
+  const uint8_t magnitude = code & 0x7F;
+  switch (format) {
+    case QuantFormat::kInt8: return code == 0x80 ? "-128" : nullptr;
+    case QuantFormat::kFp8E4M3: return magnitude == kFp8NanCode ? "NaN" : nullptr;
+    case QuantFormat::kFp8E5M2:
+      if (magnitude == kFp8E5M2InfCode) return "Inf";
+      return magnitude > kFp8E5M2InfCode ? "NaN" : nullptr;
+    case QuantFormat::kQfp8:
+    case QuantFormat::kNone: return nullptr;
+  }
+  return nullptr;
+}
+
+void check_codes(const std::string& name, QuantFormat format, const Tensor& codes) {
+  const uint8_t* c = codes.data<uint8_t>();
+  for (int64_t i = 0; i < codes.numel(); ++i) {
+    const char* value = unwritten_code(format, c[i]);
+    if (value == nullptr) continue;
+    char hex[8];
+    std::snprintf(hex, sizeof(hex), "0x%02X", static_cast<unsigned>(c[i]));
+    QILIN_FAIL("load_packed_state_dict: ", name, "[", i, "] = ", hex, " is ", value, " in ",
+               quant_format_name(format), ", a code that an export never writes (a corrupt file)");
   }
 }
 
@@ -623,6 +658,7 @@ void load_packed_state_dict(Module& model, const SafetensorsContents& contents) 
       QILIN_CHECK(codes.dtype() == DType::kUInt8 && codes.shape() == weight.shape(),
                   "load_packed_state_dict: ", weight_name, ".qcodes is ", codes.str(), ", expected U8 of ",
                   weight.str());
+      check_codes(weight_name + ".qcodes", spec.format, codes);
       consumed.insert(weight_name + ".qcodes");
       const int64_t entries = weight_entries(spec, weight);
       QuantParams params = read_param_tensors(contents, weight_name, spec, entries, &consumed);

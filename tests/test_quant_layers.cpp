@@ -789,5 +789,65 @@ TEST_F(PackedFile, ExportAndImportErrorsNameTheTensorOrLayer) {
   EXPECT_NE(e.find("blocks.1.attn.proj.weight"), std::string::npos) << e;
 }
 
+// A copy of `contents` whose tensor `name` is a clone that `edit` changes.
+SafetensorsContents with_tensor_edited(const SafetensorsContents& contents, const std::string& name,
+                                       const std::function<void(Tensor&)>& edit) {
+  SafetensorsContents out = contents;
+  bool found = false;
+  for (auto& [n, t] : out.tensors) {
+    if (n != name) continue;
+    t = t.clone();
+    edit(t);
+    found = true;
+  }
+  EXPECT_TRUE(found) << name;
+  return out;
+}
+
+// Codes that an export never writes (NaN, Inf, int8's -128) and scales the kernels cannot
+// use are a corrupt file: the import names the tensor and the element, before any tensor of
+// the model changes.
+TEST_F(PackedFile, ImportRejectsCodesAndScalesThatAnExportNeverWrites) {
+  const std::vector<Case> cases = format_cases();
+  struct Bad {
+    size_t format_case;  // index into format_cases()
+    uint8_t code;
+    const char* what;
+  };
+  const std::vector<Bad> bad_codes = {{4, 0x80, "0x80 is -128 in int8"}, {5, 0x7F, "0x7F is NaN in fp8_e4m3"},
+                                      {5, 0xFF, "0xFF is NaN in fp8_e4m3"}, {6, 0x7C, "0x7C is Inf in fp8_e5m2"},
+                                      {6, 0xFE, "0xFE is NaN in fp8_e5m2"}};
+  const std::string codes_name = "blocks.1.mlp.fc2.weight.qcodes";
+  for (const Bad& b : bad_codes) {
+    const Case& c = cases[b.format_case];
+    auto model = calibrated_model("vit", c, {"head", "patch_embed.*"});
+    std::map<std::string, std::string> metadata;
+    const SafetensorsContents contents{packed_state_dict(*model, &metadata), metadata};
+    const SafetensorsContents bad =
+        with_tensor_edited(contents, codes_name, [&](Tensor& t) { t.data<uint8_t>()[7] = b.code; });
+    auto fresh = calibrated_model("vit", c, {"head", "patch_embed.*"}, 2);
+    const Tensor before = fresh->find_tensor("blocks.1.mlp.fc2.weight").clone();
+    const std::string e = error_of([&] { load_packed_state_dict(*fresh, bad); });
+    EXPECT_NE(e.find(codes_name + "[7] = " + b.what), std::string::npos) << c.name << ": " << e;
+    EXPECT_TRUE(same_bits(fresh->find_tensor("blocks.1.mlp.fc2.weight"), before)) << c.name;
+    // The file as exported loads.
+    EXPECT_EQ(error_of([&] { load_packed_state_dict(*fresh, contents); }), "") << c.name;
+  }
+  // An int8 scale below FLT_MIN (the kernels multiply by its reciprocal) is refused at load,
+  // naming the tensor, not at the first forward.
+  const Case& int8 = cases[4];
+  auto model = calibrated_model("vit", int8, {"head", "patch_embed.*"});
+  std::map<std::string, std::string> metadata;
+  const SafetensorsContents contents{packed_state_dict(*model, &metadata), metadata};
+  for (const std::string name : {"blocks.0.attn.qkv.weight.qscale", "blocks.0.attn.qkv.input.qscale"}) {
+    const SafetensorsContents bad =
+        with_tensor_edited(contents, name, [](Tensor& t) { t.data<float>()[0] = 1e-40f; });
+    auto fresh = calibrated_model("vit", int8, {"head", "patch_embed.*"}, 2);
+    const std::string e = error_of([&] { load_packed_state_dict(*fresh, bad); });
+    EXPECT_NE(e.find(name.substr(0, name.size() - std::string(".qscale").size())), std::string::npos) << e;
+    EXPECT_NE(e.find("is below FLT_MIN"), std::string::npos) << e;
+  }
+}
+
 }  // namespace
 }  // namespace qilin
