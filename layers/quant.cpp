@@ -112,6 +112,22 @@ const char* unwritten_code(QuantFormat format, uint8_t code) {
   return nullptr;
 }
 
+// Every exported weight decodes to a finite value; a scale that makes a code overflow (an
+// fp8 scale far below any amax's, an int8 scale far above) is not one an export chose.
+void check_decoded(const std::string& weight_name, const QuantParams& params, const Tensor& codes,
+                   const Tensor& decoded, int64_t inner) {
+  const float* y = decoded.data<float>();
+  for (int64_t i = 0; i < decoded.numel(); ++i) {
+    if (finite(y[i])) continue;
+    const int64_t entry = params.size() == 1 || inner == 0 ? 0 : i / inner;
+    char hex[8];
+    std::snprintf(hex, sizeof(hex), "0x%02X", static_cast<unsigned>(codes.data<uint8_t>()[i]));
+    QILIN_FAIL("load_packed_state_dict: ", weight_name, ".qcodes[", i, "] = ", hex, " decodes to ", y[i],
+               " with ", weight_name, ".qscale[", entry, "] = ", params.scales.empty() ? 0.0f : params.scales[entry],
+               ": no exported weight decodes to a non-finite value (a corrupt file)");
+  }
+}
+
 void check_codes(const std::string& name, QuantFormat format, const Tensor& codes) {
   const uint8_t* c = codes.data<uint8_t>();
   for (int64_t i = 0; i < codes.numel(); ++i) {
@@ -666,6 +682,7 @@ void load_packed_state_dict(Module& model, const SafetensorsContents& contents) 
       const int64_t inner = channels == 0 ? 0 : weight.numel() / channels;
       Tensor decoded = Tensor::empty(weight.shape());
       decode_packed(params, codes.data<uint8_t>(), decoded.data<float>(), channels, inner);
+      check_decoded(weight_name, params, codes, decoded, inner);
       state.emplace_back(weight_name, decoded);
       p.weight = std::move(params);
     }

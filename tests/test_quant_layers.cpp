@@ -833,6 +833,22 @@ TEST_F(PackedFile, ImportRejectsCodesAndScalesThatAnExportNeverWrites) {
     // The file as exported loads.
     EXPECT_EQ(error_of([&] { load_packed_state_dict(*fresh, contents); }), "") << c.name;
   }
+  // A finite scale under which codes decode to Inf: fp8's scale multiplies x, so a tiny one
+  // blows the decoded values up; int8's multiplies the code.
+  const std::string weight = "blocks.0.mlp.fc1.weight";
+  for (const auto& [format_case, scale] : std::vector<std::pair<size_t, float>>{{5, 1e-38f}, {4, 1e38f}}) {
+    const Case& c = cases[format_case];
+    auto model = calibrated_model("vit", c, {"head", "patch_embed.*"});
+    std::map<std::string, std::string> metadata;
+    const SafetensorsContents contents{packed_state_dict(*model, &metadata), metadata};
+    const SafetensorsContents bad = with_tensor_edited(contents, weight + ".qscale", [&](Tensor& t) {
+      for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = scale;
+    });
+    auto fresh = calibrated_model("vit", c, {"head", "patch_embed.*"}, 2);
+    const std::string e = error_of([&] { load_packed_state_dict(*fresh, bad); });
+    EXPECT_NE(e.find(weight + ".qcodes["), std::string::npos) << c.name << ": " << e;
+    EXPECT_NE(e.find("decodes to inf with " + weight + ".qscale["), std::string::npos) << c.name << ": " << e;
+  }
   // An int8 scale below FLT_MIN (the kernels multiply by its reciprocal) is refused at load,
   // naming the tensor, not at the first forward.
   const Case& int8 = cases[4];
