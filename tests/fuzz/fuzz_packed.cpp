@@ -221,12 +221,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
 
-  // Loaded: the model runs, and exports the codes and parameters it loaded.
+  // Loaded: the model runs, and exports the codes and parameters it loaded. Its fp32 tensors
+  // load as they are (a diverged run's checkpoint is still a checkpoint), so a NaN, or
+  // activations too large for a dynamic input's format, can stop the forward with the
+  // layer's own error. What must not happen is a kernel refusing the parameters the import
+  // accepted (its checks name the kernel: "fake_quant_forward: entry ...").
   try {
     qilin::NoGradGuard no_grad;
     model->forward(images(3));
   } catch (const qilin::Error& e) {
-    require(false, "a loaded checkpoint does not run: ", e.what());
+    require(std::strstr(e.what(), "fake_quant_") == nullptr,
+            "a kernel refuses parameters the import accepted: ", e.what());
   }
   std::map<std::string, std::string> metadata;
   const qilin::NamedTensors again = qilin::packed_state_dict(*model, &metadata);
