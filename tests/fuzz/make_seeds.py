@@ -135,6 +135,16 @@ def main():
     write("fuzz_cifar", "bad_label.bin", record(0, 1) + record(10, 2))
     write("fuzz_cifar", "truncated.bin", record(1, 5)[:1000])
 
+    # fuzz_packed: byte 0 picks the model (0-5), then edits as fuzz_packed.cpp reads them
+    # (op % 6: 0 overwrite bytes, 1 replace a tensor, 2 drop, 3 rename, 4 set metadata, 5 drop
+    # metadata). The export itself is built by the target.
+    for v in range(6):
+        write("fuzz_packed", f"variant-{v}", bytes([v]))
+    write("fuzz_packed", "int8-overwrite", bytes([3, 0, 5, 0x10, 0x00, 2, 0x80, 0x7F]))
+    write("fuzz_packed", "auto-metadata", bytes([1, 4, 2, 9]) + b"qfp8 e3m4")
+    write("fuzz_packed", "fp8-drop", bytes([4, 2, 3]))
+    write("fuzz_packed", "e5m2-replace", bytes([5, 1, 4, 0, 2, 1, 3]) + bytes(range(16)))
+
     config_seeds()
     config_dict()
 
