@@ -38,14 +38,10 @@ void require(bool ok, const char* what, const std::string& detail = "") {
   std::abort();
 }
 
+// A QuantSpec in its field order: format, layout, bias mode, fixed bias, granularity.
 qilin::QuantSpec spec(qilin::QuantFormat format, std::optional<qilin::Qfp8Layout> layout,
                       qilin::BiasMode bias, qilin::Granularity granularity) {
-  qilin::QuantSpec s;
-  s.format = format;
-  s.layout = layout;
-  s.bias = bias;
-  s.granularity = granularity;
-  return s;
+  return qilin::QuantSpec{format, layout, bias, 0, granularity};
 }
 
 struct Variant {
