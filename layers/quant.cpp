@@ -112,6 +112,12 @@ const char* unwritten_code(QuantFormat format, uint8_t code) {
   return nullptr;
 }
 
+std::string hex_byte(uint8_t b) {
+  char hex[8];
+  std::snprintf(hex, sizeof(hex), "0x%02X", static_cast<unsigned>(b));
+  return hex;
+}
+
 // Every exported weight decodes to a finite value; a scale that makes a code overflow (an
 // fp8 scale far below any amax's, an int8 scale far above) is not one an export chose.
 void check_decoded(const std::string& weight_name, const QuantParams& params, const Tensor& codes,
@@ -119,12 +125,12 @@ void check_decoded(const std::string& weight_name, const QuantParams& params, co
   const float* y = decoded.data<float>();
   for (int64_t i = 0; i < decoded.numel(); ++i) {
     if (finite(y[i])) continue;
+    // Only a scale can do this: every QFP8 code is finite for every β in range.
     const int64_t entry = params.size() == 1 || inner == 0 ? 0 : i / inner;
-    char hex[8];
-    std::snprintf(hex, sizeof(hex), "0x%02X", static_cast<unsigned>(codes.data<uint8_t>()[i]));
-    QILIN_FAIL("load_packed_state_dict: ", weight_name, ".qcodes[", i, "] = ", hex, " decodes to ", y[i],
-               " with ", weight_name, ".qscale[", entry, "] = ", params.scales.empty() ? 0.0f : params.scales[entry],
-               ": no exported weight decodes to a non-finite value (a corrupt file)");
+    const float scale = params.scales.empty() ? 0.0f : params.scales[entry];
+    QILIN_FAIL("load_packed_state_dict: ", weight_name, ".qcodes[", i, "] = ",
+               hex_byte(codes.data<uint8_t>()[i]), " decodes to ", y[i], " with ", weight_name, ".qscale[",
+               entry, "] = ", scale, ": no exported weight decodes to a non-finite value (a corrupt file)");
   }
 }
 
@@ -133,9 +139,7 @@ void check_codes(const std::string& name, QuantFormat format, const Tensor& code
   for (int64_t i = 0; i < codes.numel(); ++i) {
     const char* value = unwritten_code(format, c[i]);
     if (value == nullptr) continue;
-    char hex[8];
-    std::snprintf(hex, sizeof(hex), "0x%02X", static_cast<unsigned>(c[i]));
-    QILIN_FAIL("load_packed_state_dict: ", name, "[", i, "] = ", hex, " is ", value, " in ",
+    QILIN_FAIL("load_packed_state_dict: ", name, "[", i, "] = ", hex_byte(c[i]), " is ", value, " in ",
                quant_format_name(format), ", a code that an export never writes (a corrupt file)");
   }
 }
