@@ -57,8 +57,8 @@ std::vector<double> median_seconds(const Options& opt, const std::vector<std::fu
   // At least `warmup` rounds and 50 ms: the first kernel timed after the set-up's scalar
   // code ran 5-7% slower than the same kernel timed later when warmed up by round count only
   // (the clock's AVX-512 transition, we think); with 50 ms the order no longer shows.
-  const auto warm_start = std::chrono::steady_clock::now();
-  for (int r = 0; r < opt.warmup || std::chrono::steady_clock::now() - warm_start < std::chrono::milliseconds(50); ++r)
+  const auto warm_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+  for (int r = 0; r < opt.warmup || std::chrono::steady_clock::now() < warm_until; ++r)
     for (const auto& fn : fns) fn();
   std::vector<std::vector<double>> t(fns.size());
   for (int r = 0; r < opt.reps; ++r) {
