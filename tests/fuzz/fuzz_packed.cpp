@@ -11,12 +11,15 @@
 // a forward that throws is a finding) and export again to the same codes and parameters it
 // loaded (decode then encode is the identity on every code an export writes). Anything else
 // (a crash, a sanitizer report, another exception) is a finding.
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -206,7 +209,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   apply_edits(r, &contents);
 
   auto model = make_model(v, 5);
-  const qilin::NamedTensors before = model->state_dict();
+  qilin::NamedTensors before = model->state_dict();  // copies: state_dict shares the storage
+  for (auto& [name, t] : before) t = t.clone();
   try {
     qilin::load_packed_state_dict(*model, contents);
   } catch (const qilin::Error&) {
