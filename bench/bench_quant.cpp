@@ -91,8 +91,16 @@ void multiply_backward(const float* x, const float* dy, float* dx, int64_t n) {
 
 // The packed kernels' baselines: the same bytes moved with no arithmetic beyond the narrowing
 // or widening itself (the compiler vectorizes both: shift + vpmovdb; vpmovzxbd + vcvtdq2ps).
+// The narrowing copy prefetches its input 2 KiB ahead, as encode does: that took it from
+// 0.88-0.95 of memcpy to 0.98-1.06 on 20 MB, so encode is measured against the faster copy.
 void narrow_rows(const uint32_t* __restrict bits, uint8_t* __restrict codes, int64_t b, int64_t e) {
-  for (int64_t i = b; i < e; ++i) codes[i] = static_cast<uint8_t>(bits[i] >> 24);
+  constexpr int64_t kAhead = 512, kBlock = 64;  // floats
+  int64_t i = b;
+  for (; i + kBlock + kAhead <= e; i += kBlock) {
+    for (int64_t line = 0; line < kBlock; line += 16) __builtin_prefetch(bits + i + kAhead + line);
+    for (int64_t j = i; j < i + kBlock; ++j) codes[j] = static_cast<uint8_t>(bits[j] >> 24);
+  }
+  for (; i < e; ++i) codes[i] = static_cast<uint8_t>(bits[i] >> 24);
 }
 void narrow_copy(const float* x, uint8_t* codes, int64_t n) {
   const auto* bits = reinterpret_cast<const uint32_t*>(x);  // the bench's own arrays
