@@ -48,6 +48,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "core/error.h"
@@ -142,6 +143,55 @@ inline DecodeGrid make_decode_grid(const QuantChannel& c) {
     default: return {};
   }
   return {m, (e_min + 126) << kFloatMantissaBits, qfp8_detail::exp2i(e_min - m)};
+}
+
+// Decoding minifloat codes through float16 (F16C's vcvtph2ps, on AVX2 and AVX-512). A code
+// with E <= 5 exponent bits and M mantissa bits, its magnitude shifted left by 10 - M and its
+// sign moved to bit 15, is the float16 2^(e - 15) (1 + f / 2^M) (e > 0) or f 2^(-14 - M)
+// (e = 0): the code's value times 2^(b - 15), b its bias (QFP8: β), subnormals included. One
+// multiply by 2^(15 - b) (times FP8's 1 / scale) then gives the value, rounded once as the
+// reference's decode(code) * (1 / scale) is. Where that factor is not a finite float
+// (2^(15 - β) above 2^127; 256 / scale overflowing), two multiplies, the first exact.
+// Float16's exponent 31 is Inf and NaN: E5M2's codes there are Inf and NaN too; E4M3's NaN
+// code S.1111.111 would read 1.875 * 2^8 and is replaced; QFP8 e5m2's top binade is finite,
+// so that layout takes the bit-building decode_vec.
+struct HalfDecode {
+  bool usable = false;
+  int16_t multiplier = 1;  // 2^(10 - M): the shift, as an int16 multiply (AVX2 has no vpsllvw)
+  int16_t mask = 0;        // bit 15 (the sign) and the magnitude's 7 bits, from bit 10 - M
+  float factor = 1.0f, factor2 = 1.0f;
+  bool two_steps = false;
+};
+inline HalfDecode make_half_decode(const QuantChannel& c) {
+  HalfDecode h;
+  int32_t m = 0;
+  switch (c.format) {
+    case QuantFormat::kQfp8: {
+      m = c.layout.mantissa_bits;
+      if (7 - m > 4) return h;  // e5m2's exponent 31 codes are finite
+      const int32_t k = 15 - c.beta;  // in [-111, 141]
+      h.two_steps = k > 127;
+      h.factor = qfp8_detail::exp2i(h.two_steps ? k - 64 : k);
+      h.factor2 = h.two_steps ? qfp8_detail::exp2i(64) : 1.0f;
+      break;
+    }
+    case QuantFormat::kFp8E4M3:
+    case QuantFormat::kFp8E5M2: {
+      const bool e4m3 = c.format == QuantFormat::kFp8E4M3;
+      m = e4m3 ? kQfp8E4M3.mantissa_bits : kQfp8E5M2.mantissa_bits;
+      const float to_value = qfp8_detail::exp2i(15 - (e4m3 ? kFp8E4M3Bias : kFp8E5M2Bias));
+      const float post = 1.0f / c.scale;
+      h.two_steps = !(to_value * post <= std::numeric_limits<float>::max());
+      h.factor = h.two_steps ? to_value : to_value * post;
+      h.factor2 = h.two_steps ? post : 1.0f;
+      break;
+    }
+    default: return h;
+  }
+  h.usable = true;
+  h.multiplier = static_cast<int16_t>(1 << (10 - m));
+  h.mask = static_cast<int16_t>(0x8000 | (0x7F << (10 - m)));
+  return h;
 }
 
 // The parameter entries must fit the geometry, share one format, and be codable: QFP8 a known
@@ -610,6 +660,49 @@ void encode_format(const QuantChannel* params, int64_t n_params, const float* x,
   });
 }
 
+// 16-bit lanes for the float16 path: codes sign-extended, so (code * 2^(10 - M)) & mask puts
+// the sign at bit 15 and the magnitude under it (see HalfDecode).
+using D16 = hn::Rebind<int16_t, DF>;
+using V16 = hn::Vec<D16>;
+
+template <QuantFormat F, bool kTwoSteps>
+HWY_INLINE VF decode_half_vec(V16 code, const V16 multiplier, const V16 mask, const VF factor,
+                              const VF factor2) {
+  const DF d;
+  const D16 d16;
+  V16 half = hn::And(hn::Mul(code, multiplier), mask);
+  if constexpr (F == QuantFormat::kFp8E4M3) {  // S.1111.111: code | 0xFF80 is all ones
+    const auto nan = hn::Eq(hn::Or(code, hn::Set(d16, static_cast<int16_t>(0xFF80))), hn::Set(d16, -1));
+    half = hn::IfThenElse(nan, hn::Set(d16, 0x7E00), half);
+  }
+  const VF value = hn::Mul(hn::PromoteTo(d, hn::BitCast(hn::Rebind<hwy::float16_t, DF>(), half)), factor);
+  return kTwoSteps ? hn::Mul(value, factor2) : value;
+}
+
+template <QuantFormat F, bool kTwoSteps>
+HWY_INLINE int64_t decode_half_run(const uint8_t* codes, float* y, int64_t begin, int64_t end,
+                                   const quant_detail::HalfDecode& h) {
+  const DF d;
+  const D16 d16;
+  const hn::Rebind<int8_t, DF> d8;
+  const V16 multiplier = hn::Set(d16, h.multiplier), mask = hn::Set(d16, h.mask);
+  const VF factor = hn::Set(d, h.factor), factor2 = hn::Set(d, h.factor2);
+  const auto* signed_codes = reinterpret_cast<const int8_t*>(codes);
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = begin;
+  for (; i + 4 * lanes <= end; i += 4 * lanes) {  // all loads before the stores, as forward_run
+    V16 v[4];
+    for (int j = 0; j < 4; ++j) v[j] = hn::PromoteTo(d16, hn::LoadU(d8, signed_codes + i + j * lanes));
+    for (int j = 0; j < 4; ++j)
+      hn::StoreU(decode_half_vec<F, kTwoSteps>(v[j], multiplier, mask, factor, factor2), d, y + i + j * lanes);
+  }
+  for (; i + lanes <= end; i += lanes) {
+    const V16 v = hn::PromoteTo(d16, hn::LoadU(d8, signed_codes + i));
+    hn::StoreU(decode_half_vec<F, kTwoSteps>(v, multiplier, mask, factor, factor2), d, y + i);
+  }
+  return i;
+}
+
 template <QuantFormat F>
 void decode_format(const QuantChannel* params, int64_t n_params, const uint8_t* codes, float* y,
                    int64_t channels, int64_t inner) {
@@ -621,10 +714,19 @@ void decode_format(const QuantChannel* params, int64_t n_params, const uint8_t* 
     const DF d;
     const DI di;
     const hn::Rebind<uint8_t, DF> d8;
+    int64_t i = begin;
+    if constexpr (F != QuantFormat::kInt8) {
+      const quant_detail::HalfDecode h = quant_detail::make_half_decode(c);
+      if (h.usable) {
+        i = h.two_steps ? decode_half_run<F, true>(codes, y, begin, end, h)
+                        : decode_half_run<F, false>(codes, y, begin, end, h);
+        for (; i < end; ++i) y[i] = qilin::quant_decode(c, codes[i]);  // the tail: the reference
+        return;
+      }
+    }
     const VGrid g(quant_detail::make_grid(c));
     const quant_detail::DecodeGrid grid = quant_detail::make_decode_grid(c);
     const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-    int64_t i = begin;
     for (; i + lanes <= end; i += lanes)
       hn::StoreU(decode_vec<F>(hn::PromoteTo(di, hn::LoadU(d8, codes + i)), g, grid), d, y + i);
     for (; i < end; ++i) y[i] = qilin::quant_decode(c, codes[i]);  // the tail: the reference

@@ -93,7 +93,9 @@ std::vector<QuantChannel> all_qfp8_channels() {
 }
 
 // Scales from ordinary, tiny and huge amax, and the clamped extremes (FLT_MIN for int8,
-// FLT_MAX for FP8).
+// FLT_MAX for FP8). FP8 also takes scales no amax gives but a loaded checkpoint may hold:
+// 1e-37, where 2^8 / scale (E4M3's decode factor) overflows, and a subnormal, whose
+// 1 / scale is Inf.
 std::vector<QuantChannel> scaled_channels(QuantFormat format) {
   std::vector<float> amaxes = {1.0f, 3.7e-3f, 6.5e4f, 1e-30f, 3e38f};
   std::vector<QuantChannel> out;
@@ -104,6 +106,10 @@ std::vector<QuantChannel> scaled_channels(QuantFormat format) {
     out.push_back(scaled(format, scale));
   }
   out.push_back(scaled(format, format == QuantFormat::kInt8 ? FLT_MIN : FLT_MAX));
+  if (format != QuantFormat::kInt8) {
+    out.push_back(scaled(format, 1e-37f));
+    out.push_back(scaled(format, 1e-40f));
+  }
   return out;
 }
 
