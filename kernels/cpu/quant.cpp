@@ -609,7 +609,7 @@ HWY_INLINE int64_t encode_blocks_of_4(const float* x, uint8_t* codes, int64_t be
   const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   int64_t i = begin;
   for (; i + 4 * lanes <= end; i += 4 * lanes) {
-    if (i + kEncodePrefetchDistance < n) {  // n, not end: on into the next row
+    if (i + kEncodePrefetchDistance + 4 * lanes <= n) {  // n, not end: on into the next row
       for (int j = 0; j < 4; ++j) __builtin_prefetch(x + i + kEncodePrefetchDistance + j * lanes);
     }
     const __m512i c0 = code(hn::LoadU(d, x + i)).raw, c1 = code(hn::LoadU(d, x + i + lanes)).raw;
