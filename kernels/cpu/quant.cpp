@@ -25,8 +25,9 @@
 // Packed codes reuse the rounding: bits(fl(a + C)) - bits(C) is q and the exponent
 // distance (C - C_min) >> 23 gives the code's exponent field: code = ((e - e_min) << M) + q,
 // the reference's formula (on AVX-512, bits(C) and the rest come from a table by exponent,
-// see CodeTables). Decode builds normal codes from their bits (code << (23 - M) plus
-// the exponent offset) and subnormal codes as f * 2^(e_min - M).
+// see CodeTables). Decode reads the code as a float16 and scales it (see HalfDecode), except
+// for QFP8 e5m2, which builds normal codes from their bits (code << (23 - M) plus the exponent
+// offset) and subnormal codes as f * 2^(e_min - M).
 //
 // amax is an integer max over |x|'s bits: for non-negative floats the integer order is the
 // float order, and NaN's bits exceed Inf's, so a NaN anywhere wins (hn::Max on floats would
@@ -127,7 +128,7 @@ HWY_INLINE Grid make_grid(const QuantChannel& c) {
   return g;
 }
 
-// Decoding a minifloat code: normal codes are the bits (code << (23 - M)) + offset, subnormal
+// Decoding a QFP8 e5m2 code: normal codes are the bits (code << (23 - M)) + offset, subnormal
 // ones f * subnormal_step (2^(e_min - M), possibly a float32 subnormal: the product is exact).
 struct DecodeGrid {
   int32_t mantissa_bits = 0;
@@ -135,13 +136,8 @@ struct DecodeGrid {
   float subnormal_step = 0.0f;
 };
 inline DecodeGrid make_decode_grid(const QuantChannel& c) {
-  int32_t m = 0, e_min = 0;
-  switch (c.format) {
-    case QuantFormat::kQfp8: m = c.layout.mantissa_bits; e_min = 1 - c.beta; break;
-    case QuantFormat::kFp8E4M3: m = kQfp8E4M3.mantissa_bits; e_min = 1 - kFp8E4M3Bias; break;
-    case QuantFormat::kFp8E5M2: m = kQfp8E5M2.mantissa_bits; e_min = 1 - kFp8E5M2Bias; break;
-    default: return {};
-  }
+  if (c.format != QuantFormat::kQfp8) return {};
+  const int32_t m = c.layout.mantissa_bits, e_min = 1 - c.beta;
   return {m, (e_min + 126) << kFloatMantissaBits, qfp8_detail::exp2i(e_min - m)};
 }
 
@@ -168,7 +164,7 @@ inline HalfDecode make_half_decode(const QuantChannel& c) {
   switch (c.format) {
     case QuantFormat::kQfp8: {
       m = c.layout.mantissa_bits;
-      if (7 - m > 4) return h;  // e5m2's exponent 31 codes are finite
+      if (m == kQfp8E5M2.mantissa_bits) return h;  // its exponent-31 codes are finite
       const int32_t k = 15 - c.beta;  // in [-111, 141]
       h.two_steps = k > 127;
       h.factor = qfp8_detail::exp2i(h.two_steps ? k - 64 : k);
@@ -510,8 +506,10 @@ HWY_INLINE VI encode_vec(VF x, const VGrid& g) {
   }
 }
 
+// int8, and QFP8 e5m2 (the other minifloats decode through float16: decode_half_vec).
 template <QuantFormat F>
 HWY_INLINE VF decode_vec(VI code, const VGrid& g, const quant_detail::DecodeGrid& grid) {
+  static_assert(F == QuantFormat::kInt8 || F == QuantFormat::kQfp8);
   const DF d;
   const DI di;
   if constexpr (F == QuantFormat::kInt8) {
@@ -522,19 +520,9 @@ HWY_INLINE VF decode_vec(VI code, const VGrid& g, const quant_detail::DecodeGrid
     const VI magnitude = hn::And(code, hn::Set(di, 0x7F));
     const VF normal = hn::BitCast(d, hn::Add(hn::Shl(magnitude, g.code_shift), hn::Set(di, grid.offset)));
     const VF subnormal = hn::Mul(hn::ConvertTo(d, magnitude), hn::Set(d, grid.subnormal_step));
-    VF y = hn::IfThenElse(hn::RebindMask(d, hn::Lt(magnitude, hn::Set(di, 1 << grid.mantissa_bits))),
-                          subnormal, normal);
-    if constexpr (F == QuantFormat::kFp8E4M3) {
-      y = hn::IfThenElse(hn::RebindMask(d, hn::Eq(magnitude, hn::Set(di, kFp8NanCode))),
-                         hn::NaN(d), y);
-    } else if constexpr (F == QuantFormat::kFp8E5M2) {
-      y = hn::IfThenElse(hn::RebindMask(d, hn::Eq(magnitude, hn::Set(di, kFp8E5M2InfCode))),
-                         hn::Inf(d), y);
-      y = hn::IfThenElse(hn::RebindMask(d, hn::Gt(magnitude, hn::Set(di, kFp8E5M2InfCode))),
-                         hn::NaN(d), y);
-    }
-    y = hn::Or(y, hn::BitCast(d, hn::ShiftLeft<24>(hn::And(code, hn::Set(di, 0x80)))));
-    return F == QuantFormat::kQfp8 ? y : hn::Mul(y, g.post);
+    const VF y = hn::IfThenElse(hn::RebindMask(d, hn::Lt(magnitude, hn::Set(di, 1 << grid.mantissa_bits))),
+                                subnormal, normal);
+    return hn::Or(y, hn::BitCast(d, hn::ShiftLeft<24>(hn::And(code, hn::Set(di, 0x80)))));
   }
 }
 
@@ -715,20 +703,25 @@ void decode_format(const QuantChannel* params, int64_t n_params, const uint8_t* 
     const DI di;
     const hn::Rebind<uint8_t, DF> d8;
     int64_t i = begin;
-    if constexpr (F != QuantFormat::kInt8) {
-      const quant_detail::HalfDecode h = quant_detail::make_half_decode(c);
+    // FP8 always through float16; QFP8 wherever its layout allows (not e5m2); int8 and QFP8
+    // e5m2 build the float from the code's bits.
+    const quant_detail::HalfDecode h =
+        F == QuantFormat::kInt8 ? quant_detail::HalfDecode{} : quant_detail::make_half_decode(c);
+    if constexpr (F != QuantFormat::kQfp8 && F != QuantFormat::kInt8) {
+      i = h.two_steps ? decode_half_run<F, true>(codes, y, begin, end, h)
+                      : decode_half_run<F, false>(codes, y, begin, end, h);
+    } else {
       if (h.usable) {
         i = h.two_steps ? decode_half_run<F, true>(codes, y, begin, end, h)
                         : decode_half_run<F, false>(codes, y, begin, end, h);
-        for (; i < end; ++i) y[i] = qilin::quant_decode(c, codes[i]);  // the tail: the reference
-        return;
+      } else {
+        const VGrid g(quant_detail::make_grid(c));
+        const quant_detail::DecodeGrid grid = quant_detail::make_decode_grid(c);
+        const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+        for (; i + lanes <= end; i += lanes)
+          hn::StoreU(decode_vec<F>(hn::PromoteTo(di, hn::LoadU(d8, codes + i)), g, grid), d, y + i);
       }
     }
-    const VGrid g(quant_detail::make_grid(c));
-    const quant_detail::DecodeGrid grid = quant_detail::make_decode_grid(c);
-    const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-    for (; i + lanes <= end; i += lanes)
-      hn::StoreU(decode_vec<F>(hn::PromoteTo(di, hn::LoadU(d8, codes + i)), g, grid), d, y + i);
     for (; i < end; ++i) y[i] = qilin::quant_decode(c, codes[i]);  // the tail: the reference
   });
 }
