@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -157,7 +158,12 @@ std::vector<int64_t> parse_sizes(const std::string& list) {
   std::vector<int64_t> out;
   std::stringstream in(list);
   std::string item;
-  while (std::getline(in, item, ',')) out.push_back(std::stoll(item));
+  while (std::getline(in, item, ',')) {
+    const int64_t n = std::stoll(item);
+    if (n < 16) throw std::invalid_argument(item);  // at least one vector
+    out.push_back(n);
+  }
+  if (out.empty()) throw std::invalid_argument(list);
   return out;
 }
 
