@@ -691,6 +691,22 @@ HWY_INLINE int64_t decode_half_run(const uint8_t* codes, float* y, int64_t begin
   return i;
 }
 
+// decode_vec over [begin, end) in whole vectors: int8, and QFP8 e5m2.
+template <QuantFormat F>
+HWY_INLINE int64_t decode_bits_run(const uint8_t* codes, float* y, int64_t begin, int64_t end,
+                                   const QuantChannel& c) {
+  const DF d;
+  const DI di;
+  const hn::Rebind<uint8_t, DF> d8;
+  const VGrid g(quant_detail::make_grid(c));
+  const quant_detail::DecodeGrid grid = quant_detail::make_decode_grid(c);
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = begin;
+  for (; i + lanes <= end; i += lanes)
+    hn::StoreU(decode_vec<F>(hn::PromoteTo(di, hn::LoadU(d8, codes + i)), g, grid), d, y + i);
+  return i;
+}
+
 template <QuantFormat F>
 void decode_format(const QuantChannel* params, int64_t n_params, const uint8_t* codes, float* y,
                    int64_t channels, int64_t inner) {
@@ -699,27 +715,17 @@ void decode_format(const QuantChannel* params, int64_t n_params, const uint8_t* 
                                              const QuantChannel& c) QILIN_ROW_FN {
     const uint8_t* codes = codes_in;  // locals, not the closure's copies (see for_each_run)
     float* y = y_out;
-    const DF d;
-    const DI di;
-    const hn::Rebind<uint8_t, DF> d8;
     int64_t i = begin;
-    // FP8 always through float16; QFP8 wherever its layout allows (not e5m2); int8 and QFP8
-    // e5m2 build the float from the code's bits.
-    const quant_detail::HalfDecode h =
-        F == QuantFormat::kInt8 ? quant_detail::HalfDecode{} : quant_detail::make_half_decode(c);
-    if constexpr (F != QuantFormat::kQfp8 && F != QuantFormat::kInt8) {
-      i = h.two_steps ? decode_half_run<F, true>(codes, y, begin, end, h)
-                      : decode_half_run<F, false>(codes, y, begin, end, h);
+    if constexpr (F == QuantFormat::kInt8) {
+      i = decode_bits_run<F>(codes, y, begin, end, c);
     } else {
-      if (h.usable) {
+      // Through float16: FP8 always, QFP8 unless e5m2 (h.usable).
+      const quant_detail::HalfDecode h = quant_detail::make_half_decode(c);
+      if (F != QuantFormat::kQfp8 || h.usable) {
         i = h.two_steps ? decode_half_run<F, true>(codes, y, begin, end, h)
                         : decode_half_run<F, false>(codes, y, begin, end, h);
-      } else {
-        const VGrid g(quant_detail::make_grid(c));
-        const quant_detail::DecodeGrid grid = quant_detail::make_decode_grid(c);
-        const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-        for (; i + lanes <= end; i += lanes)
-          hn::StoreU(decode_vec<F>(hn::PromoteTo(di, hn::LoadU(d8, codes + i)), g, grid), d, y + i);
+      } else if constexpr (F == QuantFormat::kQfp8) {
+        i = decode_bits_run<F>(codes, y, begin, end, c);
       }
     }
     for (; i < end; ++i) y[i] = qilin::quant_decode(c, codes[i]);  // the tail: the reference
