@@ -27,18 +27,8 @@
 #include "core/qfp8.h"
 #include "core/tensor.h"
 #include "kernels/cpu/quant.h"
+#include "quant_old.h"  // REV's kernels/cpu/quant.h in namespace cpu_old (scripts/ab_quant.sh)
 
-namespace qilin::kernels::cpu_old {  // the other revision's definitions (scripts/ab_quant.sh)
-void fake_quant_forward(const QuantChannel* params, int64_t n_params, const float* x, float* y,
-                        int64_t channels, int64_t inner);
-void fake_quant_backward(const QuantChannel* params, int64_t n_params, const float* x,
-                         const float* dy, float* dx, int64_t channels, int64_t inner,
-                         bool accumulate);
-void quant_encode_packed(const QuantChannel* params, int64_t n_params, const float* x,
-                         uint8_t* codes, int64_t channels, int64_t inner);
-void quant_decode_packed(const QuantChannel* params, int64_t n_params, const uint8_t* codes,
-                         float* y, int64_t channels, int64_t inner);
-}  // namespace qilin::kernels::cpu_old
 
 namespace {
 

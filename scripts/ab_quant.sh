@@ -36,18 +36,24 @@ ninja -C build qilin_base qilin_core qilin_kernels >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# The old file in its own namespace: the include guard, the self-include that
-# foreach_target.h re-reads per SIMD target, and the namespaces; parallel_for stays the
-# current one.
+# The old header and file in their own namespace: the header's include, the include guard,
+# the self-include that foreach_target.h re-reads per SIMD target, and the namespaces;
+# parallel_for stays the current one.
+git show "$rev:kernels/cpu/quant.h" |
+  sed -e 's/^namespace qilin::kernels::cpu {/namespace qilin::kernels::cpu_old {/' \
+      -e 's/^}  \/\/ namespace qilin::kernels::cpu\b/}  \/\/ namespace qilin::kernels::cpu_old/' \
+      >"$work/quant_old.h"
 git show "$rev:kernels/cpu/quant.cpp" |
   sed -e 's#"kernels/cpu/quant.cpp"#"quant_old.cpp"#' \
+      -e 's#"kernels/cpu/quant.h"#"quant_old.h"#' \
       -e 's/QILIN_KERNELS_CPU_QUANT_ONCE/QILIN_KERNELS_CPU_QUANT_OLD_ONCE/g' \
       -e 's/^namespace qilin::kernels::cpu::quant_detail {/namespace qilin::kernels::cpu_old::quant_detail {\nusing qilin::kernels::cpu::parallel_for;/' \
       -e 's/^namespace qilin::kernels::cpu {/namespace qilin::kernels::cpu_old {\nusing qilin::kernels::cpu::parallel_for;/' \
       -e 's/^}  \/\/ namespace qilin::kernels::cpu\b/}  \/\/ namespace qilin::kernels::cpu_old/' \
       >"$work/quant_old.cpp"
-grep -q 'namespace qilin::kernels::cpu_old {' "$work/quant_old.cpp" || {
-  echo "ab_quant.sh: $rev's kernels/cpu/quant.cpp does not have the expected namespaces" >&2
+grep -q 'namespace qilin::kernels::cpu_old {' "$work/quant_old.cpp" &&
+  grep -q 'namespace qilin::kernels::cpu_old {' "$work/quant_old.h" || {
+  echo "ab_quant.sh: $rev's kernels/cpu/quant.h or quant.cpp does not have the expected namespaces" >&2
   exit 2
 }
 
